@@ -1,0 +1,1 @@
+"""Raw corpora -> dialogs/turns/quarantine tables, one module per source format."""

@@ -1,0 +1,70 @@
+"""Parquet I/O for the canonical tables: validate (data, not only schema) before every write."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandera.errors
+import pandera.polars as pa
+import polars as pl
+
+
+
+class TableError(ValueError):
+    """A table broke its contract; the message names the table, the file and the failed checks."""
+
+
+def _columns(model: type[pa.DataFrameModel]) -> dict[str, pl.DataType]:
+    schema = model.to_schema()
+    return {name: col.dtype.type for name, col in schema.columns.items()}
+
+
+def empty_table(model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """A zero-row frame with the model's columns and dtypes (a source with nothing quarantined, say)."""
+    return pl.DataFrame(schema=_columns(model))
+
+
+def validate(df: pl.DataFrame, model: type[pa.DataFrameModel], where: str) -> pl.DataFrame:
+    """Validate a DataFrame (an eager frame, so Pandera checks values and not only the schema)."""
+    if isinstance(df, pl.LazyFrame):  # a LazyFrame would only get schema-level checks
+        df = df.collect()
+    columns = list(_columns(model))
+    missing = [c for c in columns if c not in df.columns]
+    extra = [c for c in df.columns if c not in columns]
+    if missing or extra:
+        raise TableError(f"{model.__name__} table for {where}: missing columns {missing}, unexpected {extra}")
+    try:
+        return model.validate(df.select(columns), lazy=True)
+    except pandera.errors.SchemaErrors as err:
+        raise TableError(f"{model.__name__} table for {where} failed validation:\n{_summarize(err)}") from None
+
+
+def write_table(df: pl.DataFrame, path: Path | str, model: type[pa.DataFrameModel]) -> pl.DataFrame:
+    """Validate, then write atomically (a killed job never leaves a half-written parquet)."""
+    path = Path(path)
+    valid = validate(df, model, str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    valid.write_parquet(tmp, compression="zstd", statistics=False)
+    os.replace(tmp, path)
+    return valid
+
+
+def read_table(path: Path | str, model: type[pa.DataFrameModel], check: bool = True) -> pl.DataFrame:
+    """Read a parquet table; by default re-validate it, so a hand-edited file cannot slip through."""
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"{model.__name__} table not found at {path}: run the stage that writes it first")
+    df = pl.read_parquet(path)
+    return validate(df, model, str(path)) if check else df
+
+
+def _summarize(err: pandera.errors.SchemaErrors, limit: int = 8) -> str:
+    cases = err.failure_cases
+    lines = []
+    for row in cases.head(limit).iter_rows(named=True):
+        lines.append(f"  - column {row.get('column')!s}: check {row.get('check')!s} failed on {row.get('failure_case')!s}")
+    if cases.height > limit:
+        lines.append(f"  ... and {cases.height - limit} more failures")
+    return "\n".join(lines) or str(err)

@@ -9,6 +9,7 @@ records_in == kept + merged + quarantined is asserted before anything is written
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from counseltune.text import normalize_text
 
 SAME_SPEAKER_POLICIES = ("merge", "keep", "quarantine")
 TRAILING_CLIENT_POLICIES = ("keep", "drop")
+EMPTY_UTTERANCE_POLICIES = ("drop", "quarantine")
 
 
 @dataclass
@@ -107,6 +109,7 @@ class IngestOptions:
     width: str = "alnum"
     same_speaker: str = "merge"
     trailing_client: str = "keep"
+    empty_utterance: str = "drop"  # drop (counted) keeps a 60-turn dialog whose last line is a bare speaker prefix
     method: str | None = None  # overrides the reader's method (e.g. MI for AnnoMI) when set
     extra: dict[str, Any] = field(default_factory=dict)  # format-specific options
 
@@ -169,7 +172,10 @@ def _apply_policies(dialog: ParsedDialog, ledger: Ledger, opts: IngestOptions):
     for turn in dialog.turns:
         text = normalize_text(turn.text, opts.width)
         if not text:
-            return None, ("empty_utterance", f"utterance at {turn.location} is empty after normalization")
+            if opts.empty_utterance == "quarantine":
+                return None, ("empty_utterance", f"utterance at {turn.location} is empty after normalization")
+            ledger.note("empty_utterances_dropped")
+            continue
         if turns and turns[-1][0].role == turn.role and turn.role != "system":
             if opts.same_speaker == "quarantine":
                 return None, ("same_speaker_twice", f"two {turn.role} utterances in a row at {turn.location}")
@@ -211,18 +217,44 @@ def _frame(rows: list[dict[str, Any]], model) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=empty_table(model).schema)
 
 
-def decode_utf8(data: bytes) -> tuple[str | None, str]:
-    """(text, '') for valid UTF-8 (a BOM is dropped), else (None, a readable copy with \\x escapes)."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+def decode_utf8(data: bytes) -> tuple[str | None, str, str]:
+    """(text, '', '') for valid UTF-8 (a BOM is dropped), else (None, a copy with \\x escapes, 'invalid UTF-8 at byte N')."""
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     try:
-        return data.decode("utf-8"), ""
+        return data[bom:].decode("utf-8"), "", ""
     except UnicodeDecodeError as err:
-        return None, f"invalid UTF-8 at byte {err.start}: " + data.decode("utf-8", errors="backslashreplace")
+        escaped = data[bom:].decode("utf-8", errors="backslashreplace")
+        return None, escaped, f"invalid UTF-8 at byte {err.start + bom}"
+
+
+def load_json_array(path: Path, file: str, ledger: Ledger) -> list[Any] | None:
+    """The file's top-level JSON array, or None after quarantining the whole file as one record.
+
+    A file that cannot be parsed counts as one record: its elements cannot be counted.
+    """
+    text, escaped, error = decode_utf8(path.read_bytes())
+    if text is None:
+        ledger.seen()
+        ledger.quarantine(file, "*", "invalid_utf8", f"{file} is not valid UTF-8 ({error})", escaped)
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        ledger.seen()
+        detail = f"{file} is not valid JSON (truncated?): {err.msg} at line {err.lineno}, column {err.colno}"
+        ledger.quarantine(file, "*", "invalid_json", detail, text)
+        return None
+    if not isinstance(data, list):
+        ledger.seen()
+        ledger.quarantine(file, "*", "top_level_not_array", f"{file}: top level is {type(data).__name__}, not a JSON array", text)
+        return None
+    return data
 
 
 def relative(path: Path, root: Path) -> str:
+    """The path below the source root, NFC-normalized (macOS hands back NFD Hangul file names)."""
     try:
-        return path.relative_to(root).as_posix()
+        rel = path.relative_to(root).as_posix()
     except ValueError:
-        return path.as_posix()
+        rel = path.as_posix()
+    return unicodedata.normalize("NFC", rel)

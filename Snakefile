@@ -1,0 +1,14 @@
+# counseltune: raw corpora -> validated dialog tables -> (later issues) synthetic sessions, adapters, reports.
+# The same DAG is in dvc.yaml; tests/dag/test_engines_agree.py fails on any drift between the two.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+configfile: "params.yaml"
+validate(config, "schemas/params.schema.yaml")
+
+include: "workflow/rules/common.smk"     # which sources run, the code each stage runs, path helpers
+include: "workflow/rules/data.smk"       # ingest, curate, data report
+
+rule all:
+    input: all_outputs()                 # every intermediate too: a failed job must not leave a stale downstream file

@@ -1,0 +1,1 @@
+"""Curation: merge sources, filter, deduplicate, split by dialog."""

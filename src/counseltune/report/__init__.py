@@ -1,0 +1,1 @@
+"""Reports: a small document model rendered to Markdown and HTML, with PNG plots."""

@@ -1,0 +1,48 @@
+"""Shared test helpers: the repo root, the full raw corpora (when present), small table builders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_RAW = REPO.parent / "shared" / "data" / "raw"
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture
+def params() -> dict:
+    from counseltune.config import load_params
+
+    return load_params(REPO / "params.yaml")
+
+
+def dialog_rows(dialog_id: str, turns: list[tuple[str, str]], source: str = "toy", topic: str | None = None) -> tuple[dict, list[dict]]:
+    """One dialogs row and its turns rows, valid against the contracts."""
+    dialog = {
+        "dialog_id": dialog_id, "source": source, "language": "zh", "topic": topic, "method": "unspecified",
+        "split": None, "n_turns": len(turns), "provenance_file": f"{dialog_id}.txt", "provenance_record": "-",
+        "meta": json.dumps({}),
+    }
+    rows = [
+        {"dialog_id": dialog_id, "turn_index": i, "role": role, "text": text, "text_raw": text, "mi_behavior": None,
+         "mi_code": None, "client_talk": None, "code_agreement": None, "n_annotators": None, "location": f"{dialog_id}:{i + 1}"}
+        for i, (role, text) in enumerate(turns)
+    ]
+    return dialog, rows
+
+
+def frames(*dialogs: tuple[dict, list[dict]]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from counseltune.schemas.tables import Dialogs, Turns
+    from counseltune.tables.io import empty_table
+
+    d = pl.DataFrame([x[0] for x in dialogs], schema=empty_table(Dialogs).schema)
+    t = pl.DataFrame([row for x in dialogs for row in x[1]], schema=empty_table(Turns).schema)
+    return d, t

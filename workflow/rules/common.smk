@@ -1,0 +1,53 @@
+# Helpers shared by the rules: the run's sources, the code each stage runs, and every output of the run.
+import os
+from pathlib import Path
+
+# Every stage re-reads params.yaml itself (as under DVC), so a --config override would be ignored by the
+# stages: refuse it instead of running with two different configs.
+if workflow.config_settings.config or len(workflow.config_settings.configfiles or []) > 1:
+    raise WorkflowError(
+        "counseltune reads params.yaml in every stage: edit params.yaml (or use `dvc exp run -S key=value`) "
+        "instead of --config/--configfile"
+    )
+
+SOURCES = list(config["sources"])
+PKG = "src/counseltune"
+TABLES = ["dialogs.parquet", "turns.parquet", "quarantine.parquet"]
+
+
+def code(*paths):
+    """Source files a stage runs, as inputs: editing one re-runs exactly the stages that run it."""
+    files = []
+    for path in paths:
+        if os.path.isdir(path):
+            files += sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+        else:
+            files.append(path)
+    return files
+
+
+SHARED_CODE = code(f"{PKG}/__init__.py", f"{PKG}/cli.py", f"{PKG}/config.py", f"{PKG}/tables", "schemas")
+
+
+def ingest_code(wildcards):
+    fmt = config["sources"][wildcards.source]["format"]
+    return SHARED_CODE + code(f"{PKG}/text.py", f"{PKG}/ingest/__init__.py", f"{PKG}/ingest/base.py",
+                              f"{PKG}/ingest/run.py", f"{PKG}/ingest/{fmt}.py")
+
+
+def raw_files(wildcards):
+    """Every file of a source (not its folder: a folder's mtime does not change when a file in it is edited)."""
+    root = Path(config["sources"][wildcards.source]["path"])
+    if not root.is_dir():
+        raise WorkflowError(f"sources.{wildcards.source}.path: {root} is not a folder; fix it in params.yaml")
+    return sorted(str(p) for p in root.rglob("*") if p.is_file())
+
+
+def all_outputs():
+    return (
+        expand("data/interim/{source}/{table}", source=SOURCES, table=TABLES)
+        + expand("metrics/ingest/{source}.json", source=SOURCES)
+        + expand("data/processed/{table}", table=TABLES)
+        + ["metrics/curate.json"]
+        + DATA_REPORT
+    )

@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 run: env                ## the main job: snakemake on the embedded default (bundled sample data)
-	snakemake --cores $(CORES)
+	snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
 
 test: env               ## the whole test suite (slow tests included: real Snakemake and DVC runs)
 	pytest

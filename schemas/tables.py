@@ -62,7 +62,7 @@ class Turns(pa.DataFrameModel):
     mi_behavior: Optional[str] = pa.Field(nullable=True, isin=MI_BEHAVIORS)
     mi_code: Optional[str] = pa.Field(nullable=True, isin=MI_CODES)
     client_talk: Optional[str] = pa.Field(nullable=True, isin=CLIENT_TALK)
-    code_agreement: Optional[float] = pa.Field(nullable=True, ge=0.0, le=1.0)
+    code_agreement: Optional[float] = pa.Field(nullable=True, in_range={"min_value": 0.0, "max_value": 1.0})
     n_annotators: Optional[int] = pa.Field(nullable=True, ge=1)
     location: str = pa.Field(str_length={"min_value": 1})  # file:line or file#record of the raw text
 

@@ -19,7 +19,7 @@ rule ingest:
         "logs/ingest/{source}.log",
     shell:
         "counseltune ingest --source {wildcards.source} --raw {params.raw:q} --out-dir data/interim/{wildcards.source} "
-        "--stats {output.stats} > {log} 2>&1"
+        "--stats {output.stats} 2>&1 | tee {log}"
 
 
 rule curate:
@@ -35,7 +35,7 @@ rule curate:
     log:
         "logs/curate.log",
     shell:
-        "counseltune curate --interim-dir data/interim --out-dir data/processed --stats {output.stats} > {log} 2>&1"
+        "counseltune curate --interim-dir data/interim --out-dir data/processed --stats {output.stats} 2>&1 | tee {log}"
 
 
 rule report_data:
@@ -52,4 +52,4 @@ rule report_data:
         "logs/report_data.log",
     shell:
         "counseltune report-data --ingest-stats metrics/ingest --processed-dir data/processed "
-        "--out data/processed/report.md --figures data/processed/figures > {log} 2>&1"
+        "--out data/processed/report.md --figures data/processed/figures 2>&1 | tee {log}"

@@ -21,9 +21,10 @@ def ingest_source(params: dict[str, Any], source: str, raw_dir: Path, out_dir: P
     tables = read_source(params, source, raw_dir)
     check_quarantine_share(tables, source, source_policies(params, source)["max_quarantine_share"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(tables.dialogs, out_dir / "dialogs.parquet", Dialogs)
-    write_table(tables.turns, out_dir / "turns.parquet", Turns)
-    write_table(tables.quarantine, out_dir / "quarantine.parquet", Quarantine)
+    # build_tables has just validated all three frames against these models
+    write_table(tables.dialogs, out_dir / "dialogs.parquet", Dialogs, validated=True)
+    write_table(tables.turns, out_dir / "turns.parquet", Turns, validated=True)
+    write_table(tables.quarantine, out_dir / "quarantine.parquet", Quarantine, validated=True)
     stats_path.parent.mkdir(parents=True, exist_ok=True)
     stats_path.write_text(json.dumps(tables.stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return tables

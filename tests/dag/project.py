@@ -1,0 +1,91 @@
+"""A throw-away copy of this project in a temp dir, with helpers to run Snakemake, DVC and the CLI in it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+TIMEOUT = 600  # seconds for one engine command; a hang fails the test instead of stalling CI
+
+
+def copy_project(dest: Path) -> Path:
+    """Copy the files git knows (tracked, plus new ones not ignored) into dest and make it a git+DVC repo."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = REPO / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"], dest)
+    return dest
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
+            "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "snakemake"), *args], cwd, check)
+
+
+def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "dvc"), *args], cwd, check)
+
+
+def snakemake_plan(cwd: Path, forceall: bool = False, include_all: bool = False) -> list[dict]:
+    """The jobs of a Snakemake dry run: rule, inputs, outputs, wildcards and shell command of each.
+
+    (`--detailed-summary` shows inputs and commands only from an earlier run's metadata, so a fresh tree
+    needs the dry run.)
+    """
+    args = ["-n", "-p", "--cores", "1"] + (["--forceall"] if forceall else [])
+    result = snakemake(cwd, *args)
+    jobs, job = [], None
+    for line in (result.stdout + "\n" + result.stderr).splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            job = {"rule": line[5:-1], "input": [], "output": [], "wildcards": {}, "shell": ""}
+            jobs.append(job)
+        elif job is not None and line.startswith("    input: "):
+            job["input"] = line[len("    input: "):].split(", ")
+        elif job is not None and line.startswith("    output: "):
+            job["output"] = line[len("    output: "):].split(", ")
+        elif job is not None and line.startswith("    wildcards: "):
+            job["wildcards"] = dict(kv.split("=", 1) for kv in line[len("    wildcards: "):].split(", "))
+        elif job is not None and line.startswith("Shell command: "):
+            job["shell"] = line[len("Shell command: "):]
+    return [j for j in jobs if include_all or j["rule"] != "all"]
+
+
+def snakemake_pending_jobs(cwd: Path) -> set[str]:
+    """Jobs Snakemake would run now, named like DVC stages: 'ingest@kmi', 'curate', ..."""
+    return {job_name(j) for j in snakemake_plan(cwd)}
+
+
+def job_name(job: dict) -> str:
+    """A Snakemake job named as DVC names the stage: foreach stages are '<rule>@<item>'."""
+    if job["wildcards"]:
+        return f"{job['rule']}@{'_'.join(job['wildcards'].values())}"
+    return job["rule"]
+
+
+def dvc_repro_ran(cwd: Path, *args: str) -> set[str]:
+    """Run `dvc repro` and return the stages it actually ran (not the ones it skipped)."""
+    out = dvc(cwd, "repro", *args).stdout
+    return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}

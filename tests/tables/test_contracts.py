@@ -28,7 +28,7 @@ def test_valid_tables_round_trip_through_parquet(tmp_path):
     ("mi_behavior", "question", "codes_match_roles"),  # a code on the client turn
     ("mi_behavior", "advice", "isin"),
     ("client_talk", "maybe", "isin"),
-    ("code_agreement", 1.5, "less_than_or_equal_to"),
+    ("code_agreement", 1.5, "in_range"),
     ("dialog_id", "no colon", "str_matches"),
 ])
 def test_turns_contract_rejects_bad_values(column, value, check):

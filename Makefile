@@ -9,7 +9,9 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: env run test test-fast lint bench clean
+.PHONY: env run test test-fast lint bench full-data clean
+SHARED_RAW ?= ../shared/data/raw
+FULL_SOURCES := CPsyCounD CPsyCounE AnnoMI KMI_prerelease
 env: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -32,6 +34,11 @@ lint: env               ## Snakemake's linter on the workflow
 
 bench: env              ## ingest + validate + curate benchmark on the full corpora in ../shared/data/raw
 	python benchmarks/bench_data.py --raw-root ../shared/data/raw --out benchmarks/RESULTS.md
+
+full-data: env          ## copy the full corpora from SHARED_RAW into data/raw/ and track them with DVC
+	mkdir -p data/raw
+	for name in $(FULL_SOURCES); do rm -rf "data/raw/$$name"; cp -r "$(SHARED_RAW)/$$name" data/raw/; done
+	dvc add $(addprefix data/raw/,$(FULL_SOURCES))
 
 clean:                  ## remove pipeline outputs (not the environment)
 	rm -rf data/interim data/processed metrics logs .snakemake

@@ -1,6 +1,7 @@
 """Real Snakemake and DVC runs of the embedded default in temp copies: same tables, only stale work redone,
 and a tree handed from one engine to the other is up to date in both."""
 
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -130,3 +131,17 @@ def test_a_source_over_its_quarantine_threshold_fails_the_rule_naming_files_and_
     assert "ingest[cpsycound]" in output and "invalid_utf8" in output and "case_0.txt" in output
     assert "max_quarantine_share" in output
     assert not (root / "data/interim/cpsycound/dialogs.parquet").exists()
+
+
+def test_a_dvc_tracked_raw_corpus_feeds_its_ingest(tmp_path):
+    """README "Full data": `dvc add` a corpus under data/raw/ and point its source at it."""
+    root = copy_project(tmp_path)
+    shutil.copytree(root / "data/sample/KMI_prerelease", root / "data/raw/KMI_prerelease")
+    dvc(root, "add", "data/raw/KMI_prerelease")
+    assert (root / "data/raw/KMI_prerelease.dvc").exists()
+    edit_params(root, lambda p: p["sources"]["kmi"].update(path="data/raw/KMI_prerelease"))
+    assert "ingest@kmi" in dvc_repro_ran(root)
+    assert "up to date" in dvc(root, "status").stdout
+    append(next((root / "data/raw/KMI_prerelease").glob("KMI_*.json")), "\n")
+    status = dvc(root, "status").stdout
+    assert "data/raw/KMI_prerelease.dvc" in status and "ingest@kmi" in status

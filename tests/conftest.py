@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import polars as pl
@@ -46,3 +47,24 @@ def frames(*dialogs: tuple[dict, list[dict]]) -> tuple[pl.DataFrame, pl.DataFram
     d = pl.DataFrame([x[0] for x in dialogs], schema=empty_table(Dialogs).schema)
     t = pl.DataFrame([row for x in dialogs for row in x[1]], schema=empty_table(Turns).schema)
     return d, t
+
+
+MODEL_CACHE = Path(os.environ.get("COUNSELTUNE_MODEL_CACHE", Path.home() / ".cache" / "counseltune" / "models"))
+
+
+@pytest.fixture(scope="session")
+def base_model_dir():
+    """name -> a converted base model folder, built once per machine by the real base-model step."""
+    from counseltune.config import load_params
+
+    params = load_params(REPO / "params.yaml")
+
+    def get(name: str) -> Path:
+        out = MODEL_CACHE / name
+        if not (out / "counseltune_base.json").exists():
+            from counseltune.models.base import prepare_base_model
+
+            prepare_base_model(name, params["models"][name], out)
+        return out
+
+    return get

@@ -35,6 +35,10 @@ def validate_params(params: Any, where: str = "params") -> None:
     if errors:
         lines = [f"  - {_key_path(e)}: {e.message}" for e in errors[:10]]
         raise ParamsError(f"{where} does not match schemas/params.schema.yaml:\n" + "\n".join(lines))
+    unknown = [m for m in params["run"]["models"] if m not in params["models"]]
+    if unknown:
+        raise ParamsError(f"{where}: run.models names {unknown}, which are not entries under models: "
+                          f"(known: {', '.join(params['models'])})")
     fractions = params["curate"]["split"]["fractions"]
     if abs(sum(fractions.values()) - 1.0) > 1e-6:
         raise ParamsError(f"{where}: curate.split.fractions must sum to 1, got {sum(fractions.values())}")
@@ -52,6 +56,13 @@ def source_policies(params: dict[str, Any], source: str) -> dict[str, Any]:
         raise ParamsError(f"source {source!r} is not declared under sources: in params.yaml (declared: {known})")
     spec = params["sources"][source]
     return {key: spec.get(key, default) for key, default in params["ingest"].items()}
+
+
+def model_params(params: dict[str, Any], model: str) -> dict[str, Any]:
+    """One registry entry; a clear error when the name is not in models:."""
+    if model not in params["models"]:
+        raise ParamsError(f"model {model!r} is not an entry under models: in params.yaml (known: {', '.join(params['models'])})")
+    return params["models"][model]
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

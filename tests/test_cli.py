@@ -7,7 +7,8 @@ import pytest
 
 from counseltune.cli import main
 
-STAGES = ["check-params", "ingest", "curate", "report-data", "make-sample"]
+STAGES = ["check-params", "ingest", "curate", "report-data", "base-model", "sft-data", "finetune", "predict",
+          "evaluate", "report-model", "report-compare", "make-sample"]
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:

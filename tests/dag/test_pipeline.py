@@ -20,14 +20,14 @@ CHAIN = {"curate", "report_data"}
 @pytest.fixture(scope="module")
 def by_snakemake(tmp_path_factory) -> Path:
     root = copy_project(tmp_path_factory.mktemp("snakemake"))
-    snakemake(root, "--cores", "2")
+    snakemake(root, "--cores", "2", "data")
     return root
 
 
 @pytest.fixture(scope="module")
 def by_dvc(tmp_path_factory) -> Path:
     root = copy_project(tmp_path_factory.mktemp("dvc"))
-    assert dvc_repro_ran(root) == {f"ingest@{s}" for s in SOURCES} | CHAIN
+    assert dvc_repro_ran(root, "report_data") == {f"ingest@{s}" for s in SOURCES} | CHAIN
     return root
 
 
@@ -49,7 +49,7 @@ def test_snakemake_run_writes_every_output_and_a_report(by_snakemake):
     report = (by_snakemake / "data/processed/report.md").read_text(encoding="utf-8")
     assert "exact_duplicate" in report and "![turns per dialog]" in report
     assert (by_snakemake / "data/processed/figures/utterance_length.png").stat().st_size > 1000
-    assert snakemake_pending_jobs(by_snakemake) == set()
+    assert snakemake_pending_jobs(by_snakemake, "data") == set()
 
 
 def test_both_engines_produce_identical_tables(by_snakemake, by_dvc):
@@ -71,15 +71,15 @@ def test_curated_tables_hold_the_documented_facts(by_snakemake):
 
 def test_editing_one_raw_file_reruns_that_source_and_curation_only_in_snakemake(by_snakemake):
     append(by_snakemake / "data/sample/CPsyCounD/Data/case_0.txt", "\n来访者：谢谢你。\n")
-    assert snakemake_pending_jobs(by_snakemake) == {"ingest@cpsycound"} | CHAIN
-    snakemake(by_snakemake, "--cores", "2")
-    assert snakemake_pending_jobs(by_snakemake) == set()
+    assert snakemake_pending_jobs(by_snakemake, "data") == {"ingest@cpsycound"} | CHAIN
+    snakemake(by_snakemake, "--cores", "2", "data")
+    assert snakemake_pending_jobs(by_snakemake, "data") == set()
 
 
 def test_editing_one_raw_file_reruns_that_source_and_curation_only_in_dvc(by_dvc):
     append(by_dvc / "data/sample/CPsyCounD/Data/case_0.txt", "\n来访者：谢谢你。\n")
-    assert dvc_repro_ran(by_dvc) == {"ingest@cpsycound"} | CHAIN
-    assert dvc_repro_ran(by_dvc) == set()
+    assert dvc_repro_ran(by_dvc, "report_data") == {"ingest@cpsycound"} | CHAIN
+    assert dvc_repro_ran(by_dvc, "report_data") == set()
 
 
 def test_changing_one_sources_params_reruns_only_its_chain(by_snakemake, by_dvc):
@@ -89,36 +89,36 @@ def test_changing_one_sources_params_reruns_only_its_chain(by_snakemake, by_dvc)
 
     for root in (by_snakemake, by_dvc):
         edit_params(root, english_kmi)
-    assert snakemake_pending_jobs(by_snakemake) == {"ingest@kmi"} | CHAIN
-    assert dvc_repro_ran(by_dvc) == {"ingest@kmi"} | CHAIN
+    assert snakemake_pending_jobs(by_snakemake, "data") == {"ingest@kmi"} | CHAIN
+    assert dvc_repro_ran(by_dvc, "report_data") == {"ingest@kmi"} | CHAIN
 
 
 def test_changing_a_curation_param_reruns_curation_only(by_snakemake, by_dvc):
     for root in (by_snakemake, by_dvc):
         edit_params(root, lambda p: p["curate"].update(min_turns=6))
-    assert snakemake_pending_jobs(by_snakemake) - {"ingest@kmi"} == CHAIN  # kmi may still be pending from above
-    assert dvc_repro_ran(by_dvc) == CHAIN
+    assert snakemake_pending_jobs(by_snakemake, "data") - {"ingest@kmi"} == CHAIN  # kmi may still be pending from above
+    assert dvc_repro_ran(by_dvc, "report_data") == CHAIN
 
 
 def test_editing_one_format_module_reruns_only_the_sources_that_use_it(by_dvc):
     append(by_dvc / "src/counseltune/ingest/annomi.py", "\n# a comment changes the code hash\n")
-    ran = dvc_repro_ran(by_dvc)
+    ran = dvc_repro_ran(by_dvc, "report_data")
     assert "ingest@annomi" in ran and not ran & {f"ingest@{s}" for s in SOURCES - {"annomi"}}
 
 
 def test_a_snakemake_tree_handed_to_dvc_is_up_to_date(tmp_path):
     root = copy_project(tmp_path)
-    snakemake(root, "--cores", "2")
-    dvc(root, "commit", "--force")  # README: after Snakemake, record its outputs in dvc.lock
-    assert "up to date" in dvc(root, "status").stdout
-    assert dvc_repro_ran(root) == set()
+    snakemake(root, "--cores", "2", "data")
+    dvc(root, "commit", "--force", "report_data", "--with-deps")  # README: after Snakemake, record its outputs
+    assert "up to date" in dvc(root, "status", "report_data", "--with-deps").stdout
+    assert dvc_repro_ran(root, "report_data") == set()
 
 
 def test_a_dvc_tree_handed_to_snakemake_is_up_to_date(tmp_path):
     root = copy_project(tmp_path)
-    dvc(root, "repro")
-    snakemake(root, "--touch", "--cores", "1")  # README: after DVC, mark its outputs current for Snakemake
-    assert snakemake_pending_jobs(root) == set()
+    dvc(root, "repro", "report_data")
+    snakemake(root, "--touch", "--cores", "1", "data")  # README: after DVC, mark its outputs current for Snakemake
+    assert snakemake_pending_jobs(root, "data") == set()
 
 
 def test_a_source_over_its_quarantine_threshold_fails_the_rule_naming_files_and_reasons(tmp_path):
@@ -140,8 +140,8 @@ def test_a_dvc_tracked_raw_corpus_feeds_its_ingest(tmp_path):
     dvc(root, "add", "data/raw/KMI_prerelease")
     assert (root / "data/raw/KMI_prerelease.dvc").exists()
     edit_params(root, lambda p: p["sources"]["kmi"].update(path="data/raw/KMI_prerelease"))
-    assert "ingest@kmi" in dvc_repro_ran(root)
-    assert "up to date" in dvc(root, "status").stdout
+    assert "ingest@kmi" in dvc_repro_ran(root, "report_data")
+    assert "up to date" in dvc(root, "status", "report_data", "--with-deps").stdout
     append(next((root / "data/raw/KMI_prerelease").glob("KMI_*.json")), "\n")
-    status = dvc(root, "status").stdout
+    status = dvc(root, "status", "report_data", "--with-deps").stdout
     assert "data/raw/KMI_prerelease.dvc" in status and "ingest@kmi" in status

@@ -1,5 +1,6 @@
 # Helpers shared by the rules: the run's sources, the code each stage runs, and every output of the run.
 import os
+import re
 from pathlib import Path
 
 # Every stage re-reads params.yaml itself (as under DVC), so a --config override would be ignored by the
@@ -43,7 +44,7 @@ def raw_files(wildcards):
     return sorted(str(p) for p in root.rglob("*") if p.is_file())
 
 
-def all_outputs():
+def data_outputs():
     return (
         expand("data/interim/{source}/{table}", source=SOURCES, table=TABLES)
         + expand("metrics/ingest/{source}.json", source=SOURCES)
@@ -51,3 +52,7 @@ def all_outputs():
         + ["metrics/curate.json"]
         + DATA_REPORT
     )
+
+
+def all_outputs():
+    return data_outputs() + MODEL_OUTPUTS

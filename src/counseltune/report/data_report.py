@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
+from counseltune.report.plots import histograms
 from counseltune.schemas.tables import CuratedDialogs, Quarantine, Turns
 from counseltune.tables.io import read_table
 
@@ -77,24 +78,11 @@ def _quarantine_table(quarantine: pl.DataFrame) -> Table:
 
 
 def _plots(dialogs: pl.DataFrame, turns: pl.DataFrame, figures: Path) -> dict[str, Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display on a cluster node
-    import matplotlib.pyplot as plt
-
-    paths = {"turns": figures / "turns_per_dialog.png", "length": figures / "utterance_length.png"}
-    for key, df, column, xlabel in (
-        ("turns", dialogs, "n_turns", "utterances per dialog"),
-        ("length", turns.with_columns(pl.col("text").str.len_chars().alias("chars")), "chars", "characters per utterance"),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-        for source in sorted(df["source"].unique().to_list()):
-            values = df.filter(pl.col("source") == source)[column].to_list()
-            ax.hist(values, bins=30, alpha=0.5, label=source)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel("count")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(paths[key], metadata={"Software": None})  # no version stamp: identical inputs, identical bytes
-        plt.close(fig)
-    return paths
+    chars = turns.with_columns(pl.col("text").str.len_chars().alias("chars"))
+    by_source = lambda df, column: {  # noqa: E731
+        source: df.filter(pl.col("source") == source)[column].to_list() for source in sorted(df["source"].unique())
+    }
+    return {
+        "turns": histograms(by_source(dialogs, "n_turns"), "utterances per dialog", figures / "turns_per_dialog.png"),
+        "length": histograms(by_source(chars, "chars"), "characters per utterance", figures / "utterance_length.png"),
+    }

@@ -1,0 +1,83 @@
+"""Every run model's metrics and scores -> reports/comparison/report.{md,html} in the papers' table layout."""
+
+from __future__ import annotations
+
+import json
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from counseltune.evaluate.run import ITEM_METRICS, compare_paired
+from counseltune.report.document import Document, Image, Paragraph, Section, Table
+from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
+from counseltune.report.plots import bars_with_ci
+
+TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "length_chars"]
+
+
+def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path) -> None:
+    models = params["run"]["models"]
+    evaluations = {m: json.loads((eval_dir / f"{m}.json").read_text(encoding="utf-8")) for m in models}
+    scores = {m: pl.read_parquet(scores_dir / f"{m}.parquet") for m in models}
+    languages = sorted({lang for e in evaluations.values() for lang in e["languages"]})
+    figures = out_dir / "figures"
+    sections = [Section("About", [
+        Paragraph("Each fine-tuned model next to its un-tuned base, on the same held-out counselor turns. "
+                  "Research artifact: automatic overlap metrics, not clinical quality."),
+        Paragraph(convention_note(next(iter(evaluations.values())))),
+    ])]
+    for lang in languages:
+        sections.append(_language_section(lang, evaluations, figures, out_dir))
+    sections.append(_between_models(scores, params["evaluate"]))
+    doc = Document("counseltune: model comparison", sections)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(doc.to_markdown(), encoding="utf-8")
+    (out_dir / "report.html").write_text(doc.to_html(), encoding="utf-8")
+
+
+def _language_section(lang: str, evaluations: dict[str, dict], figures: Path, out_dir: Path) -> Section:
+    rows, bars = [], {}
+    for model, evaluation in evaluations.items():
+        block = evaluation["languages"].get(lang)
+        if block is None:
+            continue
+        for variant in ("base", "finetuned"):
+            values = block["variants"][variant]
+            rows.append([f"{model} ({'fine-tuned' if variant == 'finetuned' else 'base'})",
+                         *[_point(values.get(m)) for m in TABLE_METRICS], block["n_items"]])
+            bars[f"{model} {variant}"] = [_triple(values[m]) for m in ("bleu4", "rougeL")]
+    path = bars_with_ci(["BLEU-4", "ROUGE-L"], bars, "score", figures / f"comparison_{lang}.png",
+                        title=f"{lang}: mean with 95% bootstrap CI")
+    return Section(f"{lang}", [
+        Table(["model", *[METRIC_LABELS[m] for m in TABLE_METRICS], "items"], rows),
+        Image(path.relative_to(out_dir).as_posix(), f"comparison {lang}"),
+    ])
+
+
+def _between_models(scores: dict[str, pl.DataFrame], evaluate: dict[str, Any]) -> Section:
+    finetuned = {m: df.filter(pl.col("variant") == "finetuned") for m, df in scores.items()}
+    results = {}
+    for a, b in combinations(sorted(finetuned), 2):
+        for key, value in compare_paired(finetuned[a], finetuned[b], evaluate).items():
+            results[(a, b, *key)] = value
+    if not results:
+        return Section("Between models", [Paragraph("Only one model in this run: no between-model comparison.")])
+    rows = [[f"{a} − {b}", lang, METRIC_LABELS.get(metric, metric), paired_cell(r), r.get("n", "")]
+            for (a, b, lang, metric), r in sorted(results.items())]
+    test = next(iter(results.values())).get("test", "paired test")
+    return Section("Between models (fine-tuned, same items)", [
+        Table(["difference", "language", "metric", "difference (p, Holm)", "items"], rows),
+        Paragraph(f"Test: {test}. Multiple comparisons: p-values are Holm-adjusted across every model pair, "
+                  f"language and metric in this table ({len(rows)} comparisons); per-item metrics: "
+                  f"{', '.join(ITEM_METRICS)}."),
+    ])
+
+
+def _point(ci: dict[str, float] | None) -> str:
+    return "-" if not ci else f"{ci['estimate']:.3f}"
+
+
+def _triple(ci: dict[str, float]) -> tuple[float, float, float]:
+    return ci["estimate"], ci.get("low", ci["estimate"]), ci.get("high", ci["estimate"])

@@ -1,0 +1,119 @@
+"""One model's training, data and evaluation results -> reports/<model>/report.{md,html} + figures/*.png."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from counseltune.report.document import Document, Image, Paragraph, Section, Table
+from counseltune.report.metrics import METRIC_LABELS, ci_cell, convention_note, paired_cell
+from counseltune.report.plots import bars_with_ci, histograms, lines
+
+CAVEAT = ("Research artifact. These numbers compare generated replies with reference counselor turns; they do not "
+          "measure clinical quality or safety, and no model here is a substitute for a licensed clinician.")
+
+
+def write_model_report(params: dict[str, Any], model: str, train_path: Path, live_dir: Path, sft_path: Path,
+                       eval_path: Path, scores_path: Path, out_dir: Path) -> None:
+    train = json.loads(train_path.read_text(encoding="utf-8"))
+    sft = json.loads(sft_path.read_text(encoding="utf-8"))
+    evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
+    scores = pl.read_parquet(scores_path)
+    figures = out_dir / "figures"
+    doc = Document(f"{model}: fine-tuned vs base", [
+        Section("Summary", [Paragraph(CAVEAT), Paragraph(convention_note(evaluation)), _summary_table(evaluation)]),
+        Section("Training", _training_blocks(train, live_dir, figures, out_dir)),
+        Section("SFT data", [_flat_table(sft)]),
+        *[_language_section(lang, block, figures, out_dir) for lang, block in sorted(evaluation["languages"].items())],
+        Section("Reply lengths", [_lengths_plot(scores, figures, out_dir)]),
+        Section("Examples", [_examples(scores)]),
+        Section("Params", [Paragraph(f"models.{model}: " + json.dumps(params["models"][model], ensure_ascii=False,
+                                                                        sort_keys=True))]),
+    ])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.md").write_text(doc.to_markdown(), encoding="utf-8")
+    (out_dir / "report.html").write_text(doc.to_html(), encoding="utf-8")
+
+
+def _summary_table(evaluation: dict[str, Any]) -> Table:
+    rows = []
+    for lang, block in sorted(evaluation["languages"].items()):
+        for metric in ("bleu4", "rougeL"):
+            paired = block.get("paired", {}).get(metric, {})
+            rows.append([lang, METRIC_LABELS[metric], ci_cell(block["variants"]["base"][metric]),
+                         ci_cell(block["variants"]["finetuned"][metric]), paired_cell(paired), block["n_items"]])
+    return Table(["language", "metric", "base", "fine-tuned", "fine-tuned − base (p, Holm)", "items"], rows)
+
+
+def _training_blocks(train: dict[str, Any], live_dir: Path, figures: Path, out_dir: Path) -> list:
+    blocks: list = [_flat_table(train)]
+    curves = _loss_curves(live_dir)
+    if curves:
+        path = lines(curves, "step", "loss", figures / "loss.png")
+        blocks.append(Image(path.relative_to(out_dir).as_posix(), "training loss"))
+    else:
+        blocks.append(Paragraph("No per-step loss was logged."))
+    return blocks
+
+
+def _loss_curves(live_dir: Path) -> dict[str, tuple[list[float], list[float]]]:
+    """dvclive writes one TSV per metric (plots/metrics/<name>.tsv: timestamp, step, value)."""
+    curves = {}
+    for tsv in sorted(live_dir.rglob("*.tsv")):
+        if "loss" not in tsv.stem:
+            continue
+        with tsv.open(encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+        if rows:
+            value = [k for k in rows[0] if k not in ("timestamp", "step")][0]
+            curves[tsv.relative_to(live_dir).with_suffix("").as_posix().split("metrics/", 1)[-1]] = (
+                [float(r["step"]) for r in rows], [float(r[value]) for r in rows])
+    return curves
+
+
+def _language_section(lang: str, block: dict[str, Any], figures: Path, out_dir: Path) -> Section:
+    metrics = list(block["variants"]["base"])
+    rows = [[METRIC_LABELS.get(m, m), ci_cell(block["variants"]["base"][m]), ci_cell(block["variants"]["finetuned"][m]),
+             paired_cell(block.get("paired", {}).get(m, {}))] for m in metrics]
+    bounded = [m for m in metrics if m != "length_chars"]
+    series = {variant: [_triple(block["variants"][variant][m]) for m in bounded] for variant in ("base", "finetuned")}
+    path = bars_with_ci([METRIC_LABELS.get(m, m) for m in bounded], series, "score", figures / f"metrics_{lang}.png",
+                        title=f"{lang}: mean with 95% bootstrap CI")
+    test = next((p.get("test") for p in block.get("paired", {}).values() if p.get("test")), "paired test")
+    return Section(f"Scores: {lang} ({block['n_items']} items)", [
+        Table(["metric", "base", "fine-tuned", "fine-tuned − base (p, Holm)"], rows),
+        Paragraph(f"Paired comparisons on the same items: {test}; p-values Holm-adjusted across all metrics and "
+                  "languages of this report."),
+        Image(path.relative_to(out_dir).as_posix(), f"metrics {lang}"),
+    ])
+
+
+def _lengths_plot(scores: pl.DataFrame, figures: Path, out_dir: Path) -> Image:
+    series = {f"{v} replies": scores.filter(pl.col("variant") == v)["length_chars"].to_list()
+              for v in sorted(scores["variant"].unique())}
+    series["references"] = scores.filter(pl.col("variant") == "base")["ref_length_chars"].to_list()
+    path = histograms(series, "characters per reply", figures / "lengths.png")
+    return Image(path.relative_to(out_dir).as_posix(), "reply lengths")
+
+
+def _examples(scores: pl.DataFrame, n: int = 3) -> Table:
+    wide = (scores.select("dialog_id", "turn_index", "language", "variant", "hypothesis", "reference")
+            .pivot(on="variant", index=["dialog_id", "turn_index", "language", "reference"], values="hypothesis")
+            .sort("dialog_id", "turn_index"))
+    picked = wide.group_by("language", maintain_order=True).head(n)
+    rows = [[r["dialog_id"], r["reference"][:160], (r.get("base") or "")[:160], (r.get("finetuned") or "")[:160]]
+            for r in picked.iter_rows(named=True)]
+    return Table(["dialog", "reference", "base", "fine-tuned"], rows)
+
+
+def _flat_table(data: dict[str, Any]) -> Table:
+    rows = [[k, json.dumps(v, ensure_ascii=False) if isinstance(v, (dict, list)) else v] for k, v in sorted(data.items())]
+    return Table(["key", "value"], rows)
+
+
+def _triple(ci: dict[str, float]) -> tuple[float, float, float]:
+    return ci["estimate"], ci.get("low", ci["estimate"]), ci.get("high", ci["estimate"])

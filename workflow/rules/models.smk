@@ -1,0 +1,178 @@
+# Model stages, one job per model of run.models: base model -> SFT data -> LoRA fine-tune -> predictions
+# (base and fine-tuned) -> scores -> report; then one comparison report across models. Each rule reads only
+# its own model's keys, so changing models.<m>.decode re-runs predictions and scores, never training.
+
+MODELS = config["run"]["models"]
+
+wildcard_constraints:
+    model="|".join(map(re.escape, config["models"])),
+
+
+def model(wc):
+    return config["models"][wc.model]
+
+
+rule base_model:
+    input:
+        code=SHARED_CODE + code(f"{PKG}/models"),
+    output:
+        directory("models/base/{model}"),
+    params:
+        source=lambda wc: model(wc)["source"],
+        template=lambda wc: model(wc)["template"],
+        dtype=lambda wc: model(wc)["dtype"],
+    resources:
+        mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
+    log:
+        "logs/base_model/{model}.log",
+    shell:
+        "counseltune base-model --model {wildcards.model} --out {output} 2>&1 | tee {log}"
+
+
+rule sft_data:
+    input:
+        tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        base="models/base/{model}",
+        code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/sft_data.py", f"{PKG}/train/render.py",
+                                f"{PKG}/train/packing.py"),
+    output:
+        data=directory("data/sft/{model}"),
+        stats="metrics/sft/{model}.json",
+    params:
+        max_len=lambda wc: model(wc)["train"]["max_len"],
+        packing=lambda wc: model(wc)["train"]["packing"],
+        sft=config["sft"],
+    log:
+        "logs/sft_data/{model}.log",
+    shell:
+        "counseltune sft-data --model {wildcards.model} --base {input.base} --processed data/processed "
+        "--out {output.data} --stats {output.stats} 2>&1 | tee {log}"
+
+
+rule finetune:
+    input:
+        data="data/sft/{model}",
+        base="models/base/{model}",
+        sft_stats="metrics/sft/{model}.json",
+        code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/finetune.py", f"{PKG}/train/checkpoint.py",
+                                f"{PKG}/train/model_card.py", f"{PKG}/train/packing.py"),
+    output:
+        adapter=directory("models/adapters/{model}"),
+        metrics="metrics/train/{model}.json",
+        live=directory("metrics/live/{model}"),
+    params:
+        lora=lambda wc: model(wc)["lora"],
+        train=lambda wc: model(wc)["train"],
+        quantization=lambda wc: model(wc)["quantization"],
+    resources:
+        gpu=lambda wc: model(wc)["resources"]["gpus"],
+        mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
+        runtime=lambda wc: model(wc)["resources"]["runtime_min"],
+    log:
+        "logs/finetune/{model}.log",
+    shell:
+        "counseltune finetune --model {wildcards.model} --base {input.base} --data {input.data} --out {output.adapter} "
+        "--metrics {output.metrics} --live {output.live} --checkpoints models/checkpoints/{wildcards.model} "
+        "--sft-stats {input.sft_stats} 2>&1 | tee {log}"
+
+
+rule predict_base:
+    input:
+        tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        base="models/base/{model}",
+        code=SHARED_CODE + code(f"{PKG}/predict.py"),
+    output:
+        "predictions/{model}/base.parquet",
+    params:
+        decode=lambda wc: model(wc)["decode"],
+        predict=config["predict"],
+    resources:
+        gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
+        mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
+    log:
+        "logs/predict/{model}-base.log",
+    shell:
+        "counseltune predict --model {wildcards.model} --variant base --base {input.base} --processed data/processed "
+        "--out {output} 2>&1 | tee {log}"
+
+
+rule predict:
+    input:
+        tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        base="models/base/{model}",
+        adapter="models/adapters/{model}",
+        code=SHARED_CODE + code(f"{PKG}/predict.py"),
+    output:
+        "predictions/{model}/finetuned.parquet",
+    params:
+        decode=lambda wc: model(wc)["decode"],
+        predict=config["predict"],
+    resources:
+        gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
+        mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
+    log:
+        "logs/predict/{model}-finetuned.log",
+    shell:
+        "counseltune predict --model {wildcards.model} --variant finetuned --base {input.base} --adapter {input.adapter} "
+        "--processed data/processed --out {output} 2>&1 | tee {log}"
+
+
+rule evaluate:
+    input:
+        base="predictions/{model}/base.parquet",
+        finetuned="predictions/{model}/finetuned.parquet",
+        code=SHARED_CODE + code(f"{PKG}/evaluate"),
+    output:
+        scores="scores/{model}.parquet",
+        metrics="metrics/eval/{model}.json",
+    params:
+        evaluate=config["evaluate"],
+    log:
+        "logs/evaluate/{model}.log",
+    shell:
+        "counseltune evaluate --model {wildcards.model} --predictions predictions/{wildcards.model} "
+        "--scores {output.scores} --metrics {output.metrics} 2>&1 | tee {log}"
+
+
+rule report_model:
+    input:
+        train="metrics/train/{model}.json",
+        live="metrics/live/{model}",
+        sft="metrics/sft/{model}.json",
+        eval="metrics/eval/{model}.json",
+        scores="scores/{model}.parquet",
+        code=SHARED_CODE + code(f"{PKG}/report"),
+    output:
+        directory("reports/{model}"),
+    log:
+        "logs/report_model/{model}.log",
+    shell:
+        "counseltune report-model --model {wildcards.model} --train {input.train} --live {input.live} --sft {input.sft} "
+        "--eval {input.eval} --scores {input.scores} --out {output} 2>&1 | tee {log}"
+
+
+rule report_compare:
+    input:
+        eval=expand("metrics/eval/{model}.json", model=MODELS),
+        scores=expand("scores/{model}.parquet", model=MODELS),
+        code=SHARED_CODE + code(f"{PKG}/report"),
+    output:
+        directory("reports/comparison"),
+    params:
+        models=MODELS,
+        evaluate=config["evaluate"],
+    log:
+        "logs/report_compare.log",
+    shell:
+        "counseltune report-compare --eval-dir metrics/eval --scores-dir scores --out {output} 2>&1 | tee {log}"
+
+
+MODEL_OUTPUTS = (
+    expand("models/base/{model}", model=MODELS)
+    + expand("data/sft/{model}", model=MODELS) + expand("metrics/sft/{model}.json", model=MODELS)
+    + expand("models/adapters/{model}", model=MODELS) + expand("metrics/train/{model}.json", model=MODELS)
+    + expand("metrics/live/{model}", model=MODELS)
+    + expand("predictions/{model}/{variant}.parquet", model=MODELS, variant=["base", "finetuned"])
+    + expand("scores/{model}.parquet", model=MODELS) + expand("metrics/eval/{model}.json", model=MODELS)
+    + expand("reports/{model}", model=MODELS) + ["reports/comparison"]
+)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from rouge_score.tokenizers import DefaultTokenizer
 from sacrebleu.metrics.bleu import BLEU
@@ -47,7 +47,7 @@ def bleu_tokens(text: str, language: str) -> list[str]:
     return _sacrebleu_tokenizer(bleu_tokenizer_name(language))(text.rstrip()).split()
 
 
-def rouge_tokenizer(language: str, name: str = "char") -> "Tokenizer":
+def rouge_tokenizer(language: str, name: str = "char") -> Tokenizer:
     """Language code and option (char | jieba | whitespace) -> a cached tokenizer for RougeScorer."""
     _check_language(language)
     if name not in ROUGE_TOKENIZERS:
@@ -55,7 +55,7 @@ def rouge_tokenizer(language: str, name: str = "char") -> "Tokenizer":
     return _tokenizer("english" if language == "en" else name)
 
 
-def llamafactory_tokenizer() -> "Tokenizer":
+def llamafactory_tokenizer() -> Tokenizer:
     """The LLaMA-Factory ROUGE tokens: jieba.lcut, joined by spaces, split on whitespace (punctuation kept)."""
     return _tokenizer("llamafactory")
 
@@ -117,7 +117,7 @@ def _jieba():
     return _jieba_module
 
 
-@lru_cache(maxsize=None)
+@cache
 def _tokenizer(name: str) -> Tokenizer:
     if name == "english":
         default = DefaultTokenizer(use_stemmer=True)
@@ -128,7 +128,7 @@ def _tokenizer(name: str) -> Tokenizer:
     return Tokenizer(name, split)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _sacrebleu_tokenizer(name: str):
     return BLEU(tokenize=name).tokenizer
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.evaluate.run import ITEM_METRICS, compare_paired
+from counseltune.evaluate.run import ITEM_METRICS, adjust_holm, compare_paired
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
 from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci
@@ -64,6 +64,7 @@ def _between_models(scores: dict[str, pl.DataFrame], evaluate: dict[str, Any]) -
             results[(a, b, *key)] = value
     if not results:
         return Section("Between models", [Paragraph("Only one model in this run: no between-model comparison.")])
+    adjust_holm(results)
     rows = [[f"{a} − {b}", lang, METRIC_LABELS.get(metric, metric), paired_cell(r), r.get("n", "")]
             for (a, b, lang, metric), r in sorted(results.items())]
     test = next(iter(results.values())).get("test", "paired test")

@@ -14,7 +14,8 @@ from counseltune.report.metrics import METRIC_LABELS, ci_cell, convention_note, 
 from counseltune.report.plots import bars_with_ci, histograms, lines
 
 CAVEAT = ("Research artifact. These numbers compare generated replies with reference counselor turns; they do not "
-          "measure clinical quality or safety, and no model here is a substitute for a licensed clinician.")
+          "measure clinical quality or safety. No model here is a substitute for a licensed clinician, and none is fit "
+          "for crisis situations.")
 
 
 def write_model_report(params: dict[str, Any], model: str, train_path: Path, live_dir: Path, sft_path: Path,

@@ -1,0 +1,1 @@
+"""Model training: SFT data (render, packing, sft_data), fine-tuning and its checkpoints."""

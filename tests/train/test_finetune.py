@@ -1,0 +1,336 @@
+"""finetune(): exact resume (in-process, SIGTERM, SIGKILL), a real learning signal, outputs, errors.
+
+Fast tests use a tiny random Llama (hidden 64, 2 layers) with the real SmolLM2 tokenizer and a handful of
+chat-templated dialog turns; one slow test trains the real SmolLM2-135M for two steps.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from counseltune.train import checkpoint as ckpt
+from counseltune.train.finetune import PREEMPTED_EXIT_CODE, FinetuneError, Preempted, finetune
+from counseltune.train.model_card import CLINICAL_CAVEAT, INTENDED_USE
+
+HERE = Path(__file__).resolve().parent
+DIALOGS = [
+    ("I can't sleep before exams.", "It sounds like the exams weigh on you at night. What goes through your mind?"),
+    ("My friend stopped talking to me.", "That silence seems to hurt. When did you notice the change?"),
+    ("我最近总是很焦虑。", "听起来焦虑让你很辛苦。什么时候感觉最明显？"),
+    ("I want to drink less.", "You have a goal in mind. What would drinking less give you?"),
+    ("工作压力太大了。", "压力好像一直压着你。能多说说工作里的情况吗？"),
+    ("I argue with my mom a lot.", "The arguments take a toll. What usually starts them?"),
+]
+TINY = {
+    "source": {"path": "tiny"}, "template": "native", "dtype": "float32", "quantization": "none",
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+    "train": {"lr": 2e-3, "max_steps": 6, "batch_size": 2, "grad_accum": 2, "max_len": 64, "warmup_steps": 1,
+              "seed": 7, "save_every": 2, "gradient_checkpointing": False, "packing": False},
+}
+
+
+def pad_collate(rows: list[dict], pad_id: int, packed: bool) -> dict[str, torch.Tensor]:
+    """Right-padding collate for unpacked rows (stands in until counseltune.train.packing exists)."""
+    width = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
+            "position_ids": torch.arange(width).expand(len(rows), width).clone()}
+
+
+def test_collate():
+    """The project's collate once packing.py exists (None = finetune's default), else the stand-in."""
+    return None if importlib.util.find_spec("counseltune.train.packing") else pad_collate
+
+
+test_collate.__test__ = False  # a helper, not a test
+
+
+def params_for(name: str, entry: dict, **train) -> dict:
+    entry = copy.deepcopy(entry)
+    entry["train"].update(train)
+    return {"models": {name: entry}}
+
+
+def sft_rows(tokenizer, dialogs, max_len: int) -> list[dict]:
+    """Contract-format SFT rows: the counselor reply carries the loss, the prompt is -100."""
+    rows = []
+    for client, counselor in dialogs:
+        messages = [{"role": "user", "content": client}, {"role": "assistant", "content": counselor}]
+        prompt = tokenizer.apply_chat_template(messages[:1], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_len]
+        labels = ([-100] * len(p_ids) + ids[len(p_ids):])[:len(ids)]
+        rows.append({"input_ids": ids, "labels": labels, "n_tokens": len(ids),
+                     "n_loss_tokens": sum(x != -100 for x in labels)})
+    return rows
+
+
+def save_sft(tokenizer, path: Path, train_dialogs, val_dialogs, max_len: int = 64) -> Path:
+    from datasets import Dataset, DatasetDict
+
+    DatasetDict({"train": Dataset.from_list(sft_rows(tokenizer, train_dialogs, max_len)),
+                 "val": Dataset.from_list(sft_rows(tokenizer, val_dialogs, max_len))}).save_to_disk(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_base(base_model_dir, tmp_path_factory) -> Path:
+    """A tiny random Llama with the real SmolLM2 config family, tokenizer and chat template."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    real = base_model_dir("smollm2-135m-instruct")
+    out = tmp_path_factory.mktemp("tiny-base")
+    config = LlamaConfig.from_pretrained(real)
+    config.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                   "num_key_value_heads": 2, "head_dim": 16})
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(real).save_pretrained(out)
+    (out / "counseltune_base.json").write_text(json.dumps({"model": "tiny", "note": "random test weights"}))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tiny_base, tmp_path_factory) -> Path:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    return save_sft(tokenizer, tmp_path_factory.mktemp("sft") / "tiny", DIALOGS[:5], DIALOGS[5:])
+
+
+def paths(root: Path) -> dict:
+    return {"out_dir": root / "adapter", "metrics_path": root / "metrics.json", "live_dir": root / "live",
+            "checkpoint_dir": root / "checkpoints"}
+
+
+def run(params, base, data, root: Path, **kw) -> dict:
+    return finetune(params, "tiny", base, data, **paths(root), collate_fn=test_collate(), **kw)
+
+
+def adapter_weights(out_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(out_dir / "adapter_model.safetensors"))
+
+
+def loss_curve(live_dir: Path) -> list[tuple[int, float]]:
+    with open(live_dir / "plots" / "metrics" / "train" / "loss.tsv") as fh:
+        return [(int(r["step"]), float(r["loss"])) for r in csv.DictReader(fh, delimiter="\t")]
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    wa, wb = adapter_weights(a / "adapter"), adapter_weights(b / "adapter")
+    assert wa.keys() == wb.keys() and wa
+    for key in wa:
+        torch.testing.assert_close(wa[key], wb[key], atol=1e-6, rtol=0)
+    ca, cb = loss_curve(a / "live"), loss_curve(b / "live")
+    assert [s for s, _ in ca] == [s for s, _ in cb] == list(range(1, len(ca) + 1))
+    assert [v for _, v in ca] == pytest.approx([v for _, v in cb], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_base, tiny_data, tmp_path_factory) -> Path:
+    """An uninterrupted 6-step run: the reference for every resume test."""
+    root = tmp_path_factory.mktemp("straight")
+    run(params_for("tiny", TINY), tiny_base, tiny_data, root)
+    return root
+
+
+def test_resumed_run_matches_an_uninterrupted_run(straight, tiny_base, tiny_data, tmp_path):
+    params = params_for("tiny", TINY)
+    with pytest.raises(Preempted) as stopped:
+        run(params, tiny_base, tiny_data, tmp_path, stop_after=3)
+    assert stopped.value.code == PREEMPTED_EXIT_CODE and stopped.value.step == 3
+    assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step-3"
+    assert not (tmp_path / "adapter").exists() and not (tmp_path / "metrics.json").exists()
+
+    metrics = run(params, tiny_base, tiny_data, tmp_path)
+    assert metrics["resumed_from_step"] == 3 and metrics["steps"] == 6
+    assert_same_run(straight, tmp_path)
+    assert metrics["final_train_loss"] == pytest.approx(json.loads((straight / "metrics.json").read_text())["final_train_loss"], abs=1e-6)
+
+
+def test_outputs_hold_adapter_tokenizer_card_metrics_and_one_row_per_step(straight, tiny_base):
+    from transformers import AutoTokenizer
+
+    out = straight / "adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md"} <= {p.name for p in out.iterdir()}
+    assert AutoTokenizer.from_pretrained(out).chat_template == AutoTokenizer.from_pretrained(tiny_base).chat_template
+    card = (out / "README.md").read_text()
+    assert CLINICAL_CAVEAT in card and INTENDED_USE in card and "random test weights" in card
+    metrics = json.loads((straight / "metrics.json").read_text())
+    for key in ("final_train_loss", "val_loss", "steps", "tokens_seen", "tokens_per_s", "wall_s",
+                "trainable_params", "total_params", "resumed_from_step"):
+        assert metrics[key] is not None, key
+    assert metrics["steps"] == 6 and metrics["resumed_from_step"] == 0
+    assert 0 < metrics["trainable_params"] < metrics["total_params"]
+    assert [s for s, _ in loss_curve(straight / "live")] == [1, 2, 3, 4, 5, 6]
+    with open(straight / "live" / "plots" / "metrics" / "val" / "loss.tsv") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh, delimiter="\t")] == [2, 4, 6]
+    assert [p.name for p in ckpt.list_checkpoints(straight / "checkpoints")] == ["step-4", "step-6"]
+
+
+def test_a_finished_run_restarted_rewrites_the_same_outputs_without_training(straight, tiny_base, tiny_data, tmp_path):
+    import shutil
+
+    shutil.copytree(straight / "checkpoints", tmp_path / "checkpoints")
+    metrics = run(params_for("tiny", TINY), tiny_base, tiny_data, tmp_path)
+    assert metrics["resumed_from_step"] == 6 and metrics["s_per_step"] is None
+    assert_same_run(straight, tmp_path)
+
+
+def test_checkpoints_of_other_params_are_discarded_not_resumed(straight, tiny_base, tiny_data, tmp_path):
+    import shutil
+
+    shutil.copytree(straight / "checkpoints", tmp_path / "checkpoints")
+    metrics = run(params_for("tiny", TINY, lr=1e-3), tiny_base, tiny_data, tmp_path)
+    assert metrics["resumed_from_step"] == 0 and metrics["steps"] == 6
+
+
+def test_loss_decreases_on_a_memorization_set(tiny_base, tiny_data, tmp_path):
+    entry = copy.deepcopy(TINY)
+    entry["lora"].update(r=8, alpha=16, dropout=0.0,
+                         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    params = params_for("tiny", entry, lr=1e-2, max_steps=30, batch_size=5, grad_accum=1, warmup_steps=2, save_every=30)
+    run(params, tiny_base, tiny_data, tmp_path)
+    losses = [v for _, v in loss_curve(tmp_path / "live")]
+    assert len(losses) == 30
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+
+
+def test_gradient_checkpointing_trains_and_matches_the_plain_path(straight, tiny_base, tiny_data, tmp_path):
+    run(params_for("tiny", TINY, gradient_checkpointing=True), tiny_base, tiny_data, tmp_path)
+    # recomputing activations changes memory, not math: same trajectory as the plain run
+    assert_same_run(straight, tmp_path)
+
+
+@pytest.mark.parametrize("quantization", ["4bit", "8bit"])
+def test_qlora_without_cuda_fails_naming_the_param_and_the_fix(tiny_base, tiny_data, tmp_path, quantization):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    entry = copy.deepcopy(TINY) | {"quantization": quantization}
+    with pytest.raises(FinetuneError, match=rf"models\.tiny\.quantization is '{quantization}'.*quantization: none"):
+        run({"models": {"tiny": entry}}, tiny_base, tiny_data, tmp_path)
+    assert not tmp_path.joinpath("checkpoints").exists()
+
+
+DRIVER = textwrap.dedent("""
+    import json, sys
+    sys.path.insert(0, {here!r})
+    from test_finetune import test_collate
+    from counseltune.train.finetune import finetune
+    args = json.loads(sys.argv[1])
+    finetune(args["params"], "tiny", args["base"], args["data"], collate_fn=test_collate(),
+             **{{k: v for k, v in args.items() if k not in ("params", "base", "data")}})
+""")
+LONG = 40  # steps for the out-of-process runs: long enough that a signal always lands mid-run
+
+
+@pytest.fixture(scope="module")
+def straight_long(tiny_base, tiny_data, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("straight-long")
+    run(params_for("tiny", TINY, max_steps=LONG, save_every=4), tiny_base, tiny_data, root)
+    return root
+
+
+def start_driver(tiny_base, tiny_data, root: Path) -> subprocess.Popen:
+    script = root / "driver.py"
+    script.write_text(DRIVER.format(here=str(HERE)))
+    args = {"params": params_for("tiny", TINY, max_steps=LONG, save_every=4), "base": str(tiny_base),
+            "data": str(tiny_data), **{k: str(v) for k, v in paths(root).items()}}
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    return subprocess.Popen([sys.executable, str(script), json.dumps(args)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(root / "driver.err", "w"))
+
+
+def wait_for_step(proc: subprocess.Popen, live_dir: Path, step: int, timeout: float = 180) -> int:
+    """Poll the dvclive loss file until it shows `step`; returns the newest logged step."""
+    deadline = time.monotonic() + timeout
+    tsv = live_dir / "plots" / "metrics" / "train" / "loss.tsv"
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"driver exited early with {proc.returncode}"
+        if tsv.exists():
+            logged = [s for s, _ in loss_curve(live_dir)] if tsv.stat().st_size else []
+            if logged and logged[-1] >= step:
+                return logged[-1]
+        time.sleep(0.02)
+    proc.kill()
+    raise AssertionError(f"no step {step} logged within {timeout} s")
+
+
+@pytest.mark.slow
+def test_sigterm_finishes_the_step_checkpoints_exits_143_and_resume_matches(straight_long, tiny_base, tiny_data, tmp_path):
+    proc = start_driver(tiny_base, tiny_data, tmp_path)
+    seen = wait_for_step(proc, tmp_path / "live", 2)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == PREEMPTED_EXIT_CODE, (tmp_path / "driver.err").read_text()[-2000:]
+    latest = ckpt.latest_checkpoint(tmp_path / "checkpoints")
+    stopped = ckpt.read_meta(latest)["step"]
+    assert seen <= stopped < LONG
+    assert [s for s, _ in loss_curve(tmp_path / "live")] == list(range(1, stopped + 1))
+
+    metrics = run(params_for("tiny", TINY, max_steps=LONG, save_every=4), tiny_base, tiny_data, tmp_path)
+    assert metrics["resumed_from_step"] == stopped
+    assert_same_run(straight_long, tmp_path)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_restarts_from_the_last_checkpoint_and_matches(straight_long, tiny_base, tiny_data, tmp_path):
+    proc = start_driver(tiny_base, tiny_data, tmp_path)
+    wait_for_step(proc, tmp_path / "live", 5)
+    proc.kill()
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    latest = ckpt.latest_checkpoint(tmp_path / "checkpoints")
+    assert latest is not None and ckpt.read_meta(latest)["step"] % 4 == 0
+
+    metrics = run(params_for("tiny", TINY, max_steps=LONG, save_every=4), tiny_base, tiny_data, tmp_path)
+    assert metrics["resumed_from_step"] == ckpt.read_meta(latest)["step"]
+    assert_same_run(straight_long, tmp_path)  # the lost steps were recomputed, and logged once
+
+
+@pytest.mark.slow
+def test_real_smollm2_adapter_loads_back_and_changes_the_logits(base_model_dir, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from counseltune.config import load_params
+
+    name = "smollm2-135m-instruct"
+    base = base_model_dir(name)
+    params = load_params(Path(__file__).resolve().parents[2] / "params.yaml")
+    params["models"][name]["train"].update(max_steps=2, batch_size=2, grad_accum=1, max_len=64, save_every=2,
+                                          warmup_steps=0, packing=False)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    data = save_sft(tokenizer, tmp_path / "sft", DIALOGS[:4], DIALOGS[4:5])
+    stats = tmp_path / "sft-stats.json"
+    stats.write_text(json.dumps({"samples": 4, "loss_token_share": 0.5}))
+    metrics = finetune(params, name, base, data, **paths(tmp_path), sft_stats=stats, collate_fn=test_collate())
+    assert metrics["steps"] == 2 and metrics["val_loss"] is not None
+
+    card = (tmp_path / "adapter" / "README.md").read_text()
+    assert CLINICAL_CAVEAT in card and "loss_token_share" in card
+    ids = tokenizer("I feel anxious all the time.", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        before = AutoModelForCausalLM.from_pretrained(base)(ids).logits
+        tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), tmp_path / "adapter")
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after, atol=1e-4)

@@ -214,7 +214,7 @@ def test_predictions_validate_and_keep_item_order_after_length_sorting(tmp_path,
     dialogs = [(f"toy:d{k}", "toy", [(r, t + " more" * rng.randrange(0, 30)) for r, t in alternating(f"d{k}", 6)])
                for k in range(3)]
     processed = write_processed(tmp_path / "processed", dialogs)
-    p = make_params(params, max_new_tokens=6, batch_size=2)
+    p = make_params(params, max_new_tokens=4, batch_size=4)
     out = tmp_path / "predictions" / SMOLLM / "base.parquet"
 
     stats = predict(p, SMOLLM, "base", tiny_dir, None, processed, out, progress=False)
@@ -225,21 +225,31 @@ def test_predictions_validate_and_keep_item_order_after_length_sorting(tmp_path,
     assert table["reference"].to_list() == [i.reference for i in items]
     lengths = table["prompt_tokens"].to_list()
     assert lengths != sorted(lengths) and lengths != sorted(lengths, reverse=True), "test needs unsorted lengths"
-    assert table["new_tokens"].max() <= 6 and set(table["variant"]) == {"base"} and set(table["model"]) == {SMOLLM}
-    assert stats["items"] == 9 and stats["skipped"] == 0 and stats["batches"] == 5
+    assert table["new_tokens"].max() <= 4 and set(table["variant"]) == {"base"} and set(table["model"]) == {SMOLLM}
+    assert stats["items"] == 9 and stats["skipped"] == 0 and stats["batches"] == 3
     assert stats["tokens_generated"] == table["new_tokens"].sum() and stats["prompt_tokens"] == sum(lengths)
     assert not list(out.parent.glob(".*tmp*")), "the write must be atomic (no temporary file left)"
 
 
 def test_sampled_replies_are_reproducible_with_the_seed(tmp_path, params, tiny_dir):
     processed = write_processed(tmp_path / "processed", many_dialogs(sources=("toy",), per_source=2, n_turns=4))
-    p = make_params(params, max_new_tokens=6, temperature=1.0)
+    p = make_params(params, max_new_tokens=4, temperature=1.0)
 
     def run(name):
         predict(p, SMOLLM, "base", tiny_dir, None, processed, tmp_path / name, progress=False)
         return pl.read_parquet(tmp_path / name)["hypothesis"].to_list()
 
     assert run("a.parquet") == run("b.parquet")
+
+
+def test_a_split_without_dialogs_writes_an_empty_valid_table(tmp_path, params, tiny_dir):
+    processed = write_processed(tmp_path / "processed", many_dialogs(per_source=1), split="train")
+    out = tmp_path / "base.parquet"
+
+    stats = predict(make_params(params), SMOLLM, "base", tiny_dir, None, processed, out, progress=False)
+
+    assert read_table(out, Predictions).is_empty()
+    assert stats["items"] == 0 and stats["tokens_generated"] == 0 and stats["batches"] == 0
 
 
 def test_finetuned_variant_without_an_adapter_fails_clearly(tmp_path, params, tiny_dir):

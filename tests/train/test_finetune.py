@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -27,8 +26,8 @@ import torch
 from counseltune.train import checkpoint as ckpt
 from counseltune.train.finetune import PREEMPTED_EXIT_CODE, FinetuneError, Preempted, finetune
 from counseltune.train.model_card import CLINICAL_CAVEAT, INTENDED_USE
+from counseltune.train.packing import pack
 
-HERE = Path(__file__).resolve().parent
 TINY_VOCAB = 1024
 DIALOGS = [
     ("I can't sleep before exams.", "It sounds like the exams weigh on you at night. What goes through your mind?"),
@@ -44,27 +43,6 @@ TINY = {
     "train": {"lr": 2e-3, "max_steps": 6, "batch_size": 2, "grad_accum": 2, "max_len": 64, "warmup_steps": 1,
               "seed": 7, "save_every": 2, "gradient_checkpointing": False, "packing": False},
 }
-
-
-def pad_collate(rows: list[dict], pad_id: int, packed: bool) -> dict[str, torch.Tensor]:
-    """Right-padding collate for unpacked rows (stands in until counseltune.train.packing exists)."""
-    width = max(len(r["input_ids"]) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r["input_ids"])
-        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(r["input_ids"]), torch.tensor(r["labels"]), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask,
-            "position_ids": torch.arange(width).expand(len(rows), width).clone()}
-
-
-def test_collate():
-    """The project's collate once packing.py exists (None = finetune's default), else the stand-in."""
-    return None if importlib.util.find_spec("counseltune.train.packing") else pad_collate
-
-
-test_collate.__test__ = False  # a helper, not a test
 
 
 def params_for(name: str, entry: dict, **train) -> dict:
@@ -90,11 +68,21 @@ def sft_rows(tokenizer, dialogs, max_len: int, vocab: int | None = None) -> list
     return rows
 
 
-def save_sft(tokenizer, path: Path, train_dialogs, val_dialogs, max_len: int = 64, vocab: int | None = None) -> Path:
+def save_sft(tokenizer, path: Path, train_dialogs, val_dialogs, max_len: int = 64, vocab: int | None = None,
+             packed_len: int | None = None) -> Path:
+    """A DatasetDict train/val in the contract's columns; packed into rows of packed_len tokens when given."""
     from datasets import Dataset, DatasetDict
 
-    DatasetDict({"train": Dataset.from_list(sft_rows(tokenizer, train_dialogs, max_len, vocab)),
-                 "val": Dataset.from_list(sft_rows(tokenizer, val_dialogs, max_len, vocab))}).save_to_disk(str(path))
+    splits = {}
+    for name, dialogs in (("train", train_dialogs), ("val", val_dialogs)):
+        rows = sft_rows(tokenizer, dialogs, max_len, vocab)
+        if packed_len:
+            rows = [{"input_ids": r.input_ids, "labels": r.labels, "position_ids": r.position_ids,
+                     "seq_lens": r.seq_lens, "n_tokens": r.n_tokens, "n_loss_tokens": r.n_loss_tokens}
+                    for r in pack(rows, packed_len)]
+        if rows:  # an empty split cannot be saved and loaded back by datasets: no val split at all
+            splits[name] = Dataset.from_list(rows)
+    DatasetDict(splits).save_to_disk(str(path))
     return path
 
 
@@ -138,7 +126,7 @@ def paths(root: Path) -> dict:
 
 
 def run(params, base, data, root: Path, **kw) -> dict:
-    return finetune(params, "tiny", base, data, **paths(root), collate_fn=test_collate(), **kw)
+    return finetune(params, "tiny", base, data, **paths(root), **kw)
 
 
 def adapter_weights(out_dir: Path) -> dict[str, torch.Tensor]:
@@ -238,6 +226,34 @@ def test_gradient_checkpointing_trains_and_matches_the_plain_path(straight, tiny
     assert_same_run(straight, tmp_path)
 
 
+def test_packed_rows_give_the_loss_of_the_same_samples_unpacked(tiny_base, tiny_data, tmp_path):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    packed_data = save_sft(tokenizer, tmp_path / "packed", DIALOGS[:5], DIALOGS[5:], vocab=TINY_VOCAB, packed_len=128)
+    from datasets import load_from_disk
+
+    n_rows = len(load_from_disk(str(packed_data))["train"])
+    assert n_rows < 5
+    # one step over every sample, with the LoRA B matrices still zero: the base model's loss, packed or not
+    unpacked = run(params_for("tiny", TINY, max_steps=1, save_every=1, batch_size=5, grad_accum=1),
+                   tiny_base, tiny_data, tmp_path / "unpacked")
+    packed = run(params_for("tiny", TINY, max_steps=1, save_every=1, batch_size=n_rows, grad_accum=1, packing=True),
+                 tiny_base, packed_data, tmp_path / "packed-run")
+    assert packed["final_train_loss"] == pytest.approx(unpacked["final_train_loss"], abs=1e-5)
+    assert packed["val_loss"] == pytest.approx(unpacked["val_loss"], abs=1e-5)
+    assert packed["tokens_seen"] == unpacked["tokens_seen"]
+
+
+def test_without_a_val_split_it_still_checkpoints_and_reports_no_val_loss(tiny_base, tmp_path):
+    from transformers import AutoTokenizer
+
+    data = save_sft(AutoTokenizer.from_pretrained(tiny_base), tmp_path / "sft", DIALOGS[:4], [], vocab=TINY_VOCAB)
+    metrics = run(params_for("tiny", TINY, max_steps=4), tiny_base, data, tmp_path)
+    assert metrics["val_loss"] is None and metrics["steps"] == 4
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "checkpoints")] == ["step-2", "step-4"]
+
+
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
 def test_qlora_without_cuda_fails_naming_the_param_and_the_fix(tiny_base, tiny_data, tmp_path, quantization):
     if torch.cuda.is_available():
@@ -248,16 +264,14 @@ def test_qlora_without_cuda_fails_naming_the_param_and_the_fix(tiny_base, tiny_d
     assert not tmp_path.joinpath("checkpoints").exists()
 
 
-DRIVER = textwrap.dedent("""
+DRIVER = textwrap.dedent("""\
     import json, sys
     import torch
     torch.set_num_threads(1)
-    sys.path.insert(0, {here!r})
-    from test_finetune import test_collate
     from counseltune.train.finetune import finetune
     args = json.loads(sys.argv[1])
-    finetune(args["params"], "tiny", args["base"], args["data"], collate_fn=test_collate(),
-             **{{k: v for k, v in args.items() if k not in ("params", "base", "data")}})
+    finetune(args["params"], "tiny", args["base"], args["data"],
+             **{k: v for k, v in args.items() if k not in ("params", "base", "data")})
 """)
 LONG = 60  # steps for the out-of-process runs: long enough that a signal always lands mid-run
 
@@ -271,7 +285,7 @@ def straight_long(tiny_base, tiny_data, tmp_path_factory) -> Path:
 
 def start_driver(tiny_base, tiny_data, root: Path) -> subprocess.Popen:
     script = root / "driver.py"
-    script.write_text(DRIVER.format(here=str(HERE)))
+    script.write_text(DRIVER)
     args = {"params": params_for("tiny", TINY, max_steps=LONG, save_every=4), "base": str(tiny_base),
             "data": str(tiny_data), **{k: str(v) for k, v in paths(root).items()}}
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -284,7 +298,8 @@ def wait_for_step(proc: subprocess.Popen, live_dir: Path, step: int, timeout: fl
     deadline = time.monotonic() + timeout
     tsv = live_dir / "plots" / "metrics" / "train" / "loss.tsv"
     while time.monotonic() < deadline:
-        assert proc.poll() is None, f"driver exited early with {proc.returncode}"
+        assert proc.poll() is None, f"driver exited early with {proc.returncode}: " + \
+            (live_dir.parent / "driver.err").read_text()[-2000:]
         if tsv.exists():
             logged = [s for s, _ in loss_curve(live_dir)] if tsv.stat().st_size else []
             if logged and logged[-1] >= step:
@@ -340,7 +355,7 @@ def test_real_smollm2_adapter_loads_back_and_changes_the_logits(base_model_dir, 
     data = save_sft(tokenizer, tmp_path / "sft", DIALOGS[:4], DIALOGS[4:5])
     stats = tmp_path / "sft-stats.json"
     stats.write_text(json.dumps({"samples": 4, "loss_token_share": 0.5}))
-    metrics = finetune(params, name, base, data, **paths(tmp_path), sft_stats=stats, collate_fn=test_collate())
+    metrics = finetune(params, name, base, data, **paths(tmp_path), sft_stats=stats)
     assert metrics["steps"] == 2 and metrics["val_loss"] is not None
 
     card = (tmp_path / "adapter" / "README.md").read_text()

@@ -36,6 +36,11 @@ def ingest_code(wildcards):
                               f"{PKG}/ingest/run.py", f"{PKG}/ingest/{fmt}.py")
 
 
+def model(wildcards):
+    """The registry entry of a job's model."""
+    return config["models"][wildcards.model]
+
+
 def raw_files(wildcards):
     """Every file of a source (not its folder: a folder's mtime does not change when a file in it is edited)."""
     root = Path(config["sources"][wildcards.source]["path"])

@@ -8,10 +8,6 @@ wildcard_constraints:
     model="|".join(map(re.escape, config["models"])),
 
 
-def model(wc):
-    return config["models"][wc.model]
-
-
 rule base_model:
     input:
         code=SHARED_CODE + code(f"{PKG}/models"),

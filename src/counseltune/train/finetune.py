@@ -81,14 +81,14 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
     """LoRA-train one model on its SFT dataset; write the adapter (+ tokenizer + model card) to out_dir; return final metrics.
 
     Resumes from the newest matching checkpoint in checkpoint_dir. `stop_after=k` behaves like a SIGTERM
-    arriving during step k (checkpoint, then Preempted); `collate_fn` defaults to counseltune.train.packing.collate.
+    arriving during step k (checkpoint, then Preempted). `collate_fn(rows, pad_id, packed)` defaults to
+    counseltune.train.packing's collator for this model (its mask layout and dtype). Packed data (rows with
+    position_ids / seq_lens) is refused for a model whose attention ignores the block mask (PackingError).
     """
     t_start = time.perf_counter()
     mp = model_params(params, model)
     train = mp["train"]
     _check_quantization(model, mp)
-    if collate_fn is None:
-        from counseltune.train.packing import collate as collate_fn
     base_dir, data_dir, out_dir, checkpoint_dir = Path(base_dir), Path(data_dir), Path(out_dir), Path(checkpoint_dir)
 
     from accelerate import Accelerator
@@ -104,6 +104,7 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         net = _load_peft_model(model, mp, base_dir, accelerator)
+        collate_fn = collate_fn or _collator(net.get_base_model(), packed)
         trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
         total = sum(p.numel() for p in net.parameters())
         fingerprint = _fingerprint(mp, base_dir, data_dir, accelerator)
@@ -144,7 +145,8 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
                 steps_here, tokens_here = steps_here + 1, tokens_here + tokens
                 record = {"step": state.step, "train/loss": loss, "train/lr": lr,
                           "train/tokens_per_s": tokens / max(time.perf_counter() - t_step, 1e-9)}
-                if state.step % train["save_every"] == 0 or state.step == train["max_steps"]:
+                periodic = state.step % train["save_every"] == 0 or state.step == train["max_steps"]
+                if periodic:
                     val = _evaluate(net, val_rows, collate_fn, pad_id, packed, train["batch_size"], accelerator)
                     if val is not None:
                         record["val/loss"] = val
@@ -153,7 +155,7 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
                     _log_step(live, record)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss:.4f}")
-                if "val/loss" in record or state.step == train["max_steps"]:
+                if periodic:
                     _save(checkpoint_dir, net, optimizer, scheduler, state, fingerprint, accelerator)
                     saved_step = state.step
             train_s = time.perf_counter() - t_loop
@@ -304,12 +306,27 @@ def _label_tokens(batch: dict[str, torch.Tensor]) -> int:
     return int((batch["labels"][:, 1:] != -100).sum())
 
 
-def _to_device(batch: dict[str, torch.Tensor], accelerator: Any) -> dict[str, torch.Tensor]:
-    out = {k: v.to(accelerator.device) for k, v in batch.items() if k in MODEL_INPUTS}
-    mask = out.get("attention_mask")
-    if mask is not None and mask.dim() == 4 and mask.is_floating_point() and accelerator.mixed_precision == "bf16":
-        out["attention_mask"] = mask.to(torch.bfloat16)  # an additive mask must match the attention dtype
-    return out
+def _to_device(batch: dict[str, Any], accelerator: Any) -> dict[str, Any]:
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(accelerator.mixed_precision)
+
+    def move(value: Any) -> Any:
+        if isinstance(value, dict):  # per-layer-type masks (hybrid sliding/full attention models)
+            return {k: move(v) for k, v in value.items()}
+        value = value.to(accelerator.device)
+        if half is not None and value.dim() == 4 and value.is_floating_point():
+            value = value.to(half)  # under autocast the queries are half precision; sdpa wants the mask to match
+        return value
+
+    return {k: move(v) for k, v in batch.items() if k in MODEL_INPUTS}
+
+
+def _collator(model: Any, packed: bool) -> Callable[..., dict[str, Any]]:
+    """packing.collate laid out for this model; packed data first proves the model honours the block mask."""
+    from counseltune.train.packing import assert_packing_supported, collator_for
+
+    if packed:
+        assert_packing_supported(model)
+    return collator_for(model)
 
 
 def _stop_requested(stop: dict[str, Any], stop_after: int | None, step: int, accelerator: Any) -> bool:

@@ -224,9 +224,11 @@ def _stage_errors() -> tuple[type[Exception], ...]:
     from counseltune.ingest.base import IngestError
     from counseltune.models import BaseModelError
     from counseltune.tables.io import TableError
+    from counseltune.train.finetune import FinetuneError
+    from counseltune.train.packing import PackingError
     from counseltune.train.render import RenderError
 
-    return (IngestError, TableError, BaseModelError, RenderError)
+    return (IngestError, TableError, BaseModelError, RenderError, FinetuneError, PackingError)
 
 
 if __name__ == "__main__":

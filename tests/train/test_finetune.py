@@ -1,8 +1,9 @@
 """finetune(): exact resume (in-process, SIGTERM, SIGKILL), a real learning signal, outputs, errors.
 
-Fast tests use a tiny random Llama (hidden 64, 2 layers, a 1024-token vocabulary) on a handful of dialog
-turns rendered with the real SmolLM2 chat template and folded into that vocabulary (the output head of the
-full 49k vocabulary would dominate the step time); one slow test trains the real SmolLM2-135M for two steps.
+Fast tests use a tiny random Llama (hidden 64, 2 layers, a 1024-token vocabulary; a tiny Gemma 3 for the
+sliding-window packed masks) on a handful of dialog turns rendered with the real SmolLM2 chat template and
+folded into that vocabulary (the output head of the full 49k vocabulary would dominate the step time); one
+slow test trains the real SmolLM2-135M for two steps.
 Torch runs single-threaded here: tiny ops on two contended threads are ~15x slower, and every run compared
 for exactness must use the same thread count anyway.
 """
@@ -113,6 +114,21 @@ def tiny_base(base_model_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gemma(tiny_base, tmp_path_factory) -> Path:
+    """A tiny random Gemma 3 text model: one sliding-window layer (window 8) and one full-attention layer."""
+    from transformers import AutoTokenizer, Gemma3ForCausalLM, Gemma3TextConfig
+
+    out = tmp_path_factory.mktemp("tiny-gemma")
+    config = Gemma3TextConfig(vocab_size=TINY_VOCAB, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=16, sliding_window=8,
+                              layer_types=["sliding_attention", "full_attention"], initializer_range=0.2)
+    torch.manual_seed(0)
+    Gemma3ForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_data(tiny_base, tmp_path_factory) -> Path:
     from transformers import AutoTokenizer
 
@@ -165,6 +181,10 @@ def test_resumed_run_matches_an_uninterrupted_run(straight, tiny_base, tiny_data
     assert stopped.value.code == PREEMPTED_EXIT_CODE and stopped.value.step == 3
     assert ckpt.latest_checkpoint(tmp_path / "checkpoints").name == "step-3"
     assert not (tmp_path / "adapter").exists() and not (tmp_path / "metrics.json").exists()
+    # what a SIGKILL during dvclive's in-place writes leaves behind: a torn summary and a torn row
+    (tmp_path / "live" / "metrics.json").write_text('{"step": ')
+    with open(tmp_path / "live" / "plots" / "metrics" / "train" / "loss.tsv", "a") as fh:
+        fh.write("4\t7.9")
 
     metrics = run(params, tiny_base, tiny_data, tmp_path)
     assert metrics["resumed_from_step"] == 3 and metrics["steps"] == 6
@@ -226,10 +246,12 @@ def test_gradient_checkpointing_trains_and_matches_the_plain_path(straight, tiny
     assert_same_run(straight, tmp_path)
 
 
-def test_packed_rows_give_the_loss_of_the_same_samples_unpacked(tiny_base, tiny_data, tmp_path):
+@pytest.mark.parametrize("architecture", ["tiny_base", "tiny_gemma"])
+def test_packed_rows_give_the_loss_of_the_same_samples_unpacked(architecture, request, tiny_data, tmp_path):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base)
+    base = request.getfixturevalue(architecture)  # Gemma 3: per-layer-type masks (sliding + full attention)
+    tokenizer = AutoTokenizer.from_pretrained(base)
     packed_data = save_sft(tokenizer, tmp_path / "packed", DIALOGS[:5], DIALOGS[5:], vocab=TINY_VOCAB, packed_len=128)
     from datasets import load_from_disk
 
@@ -237,9 +259,9 @@ def test_packed_rows_give_the_loss_of_the_same_samples_unpacked(tiny_base, tiny_
     assert n_rows < 5
     # one step over every sample, with the LoRA B matrices still zero: the base model's loss, packed or not
     unpacked = run(params_for("tiny", TINY, max_steps=1, save_every=1, batch_size=5, grad_accum=1),
-                   tiny_base, tiny_data, tmp_path / "unpacked")
+                   base, tiny_data, tmp_path / "unpacked")
     packed = run(params_for("tiny", TINY, max_steps=1, save_every=1, batch_size=n_rows, grad_accum=1, packing=True),
-                 tiny_base, packed_data, tmp_path / "packed-run")
+                 base, packed_data, tmp_path / "packed-run")
     assert packed["final_train_loss"] == pytest.approx(unpacked["final_train_loss"], abs=1e-5)
     assert packed["val_loss"] == pytest.approx(unpacked["val_loss"], abs=1e-5)
     assert packed["tokens_seen"] == unpacked["tokens_seen"]
@@ -366,3 +388,13 @@ def test_real_smollm2_adapter_loads_back_and_changes_the_logits(base_model_dir, 
         tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), tmp_path / "adapter")
         after = tuned(ids).logits
     assert not torch.allclose(before, after, atol=1e-4)
+
+
+def test_data_order_is_a_seeded_permutation_per_epoch_that_continues_across_epochs():
+    from counseltune.train.finetune import _Sampler
+
+    first, again, other = _Sampler(5, seed=3), _Sampler(5, seed=3), _Sampler(5, seed=4)
+    stream = first.take(0, 15)
+    assert stream == again.take(0, 15) and stream != other.take(0, 15)
+    assert all(sorted(stream[e * 5:(e + 1) * 5]) == [0, 1, 2, 3, 4] for e in range(3))
+    assert _Sampler(5, seed=3).take(7, 6) == stream[7:13]  # a resumed sampler picks up mid-epoch

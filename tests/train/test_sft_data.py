@@ -235,6 +235,19 @@ def test_an_empty_split_still_gives_a_dataset(tok, params):
     assert len(dataset["val"]) == 0 and stats["samples"]["val"] == 0 and len(dataset["train"]) > 0
 
 
+def test_an_empty_split_is_left_out_when_saved_so_the_dataset_loads_back(tok, params, tmp_path):
+    from datasets import load_from_disk
+
+    from counseltune.train.sft_data import save_dataset
+
+    params = copy.deepcopy(params)
+    params["sft"]["languages"] = ["en"]
+    dataset, _ = build_dataset(tok, [toy_tables()], small_params(params, 96), SMOL)
+    save_dataset(dataset, tmp_path / "sft")
+    loaded = load_from_disk(str(tmp_path / "sft"))
+    assert list(loaded) == ["train"] and len(loaded["train"]) == len(dataset["train"])
+
+
 def test_packed_rows_hold_samples_with_restarting_positions(tok, params):
     dataset, stats = build_dataset(tok, [toy_tables()], small_params(params, 96), SMOL)
     train = dataset["train"]

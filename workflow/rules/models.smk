@@ -46,6 +46,7 @@ rule sft_data:
 
 
 rule finetune:
+    threads: workflow.cores  # torch uses every core; two such jobs at once thrash
     input:
         data="data/sft/{model}",
         base="models/base/{model}",
@@ -73,6 +74,7 @@ rule finetune:
 
 
 rule predict_base:
+    threads: workflow.cores  # torch uses every core; two such jobs at once thrash
     input:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         base="models/base/{model}",
@@ -93,6 +95,7 @@ rule predict_base:
 
 
 rule predict:
+    threads: workflow.cores  # torch uses every core; two such jobs at once thrash
     input:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         base="models/base/{model}",

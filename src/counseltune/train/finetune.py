@@ -8,17 +8,26 @@ AdamW, linear warmup + cosine decay, gradient clipping at MAX_GRAD_NORM, train.g
 Preemption: on SIGTERM (what SLURM sends before killing a preempted or timed-out job) or SIGUSR1
 (`#SBATCH --signal=B:USR1@120`), the current optimizer step finishes, a checkpoint is saved and the process
 exits with code 143 (PREEMPTED_EXIT_CODE = 128 + SIGTERM; `Preempted` is a SystemExit carrying it). A cluster
-profile treats 143 as "requeue / retry"; the rerun resumes from that checkpoint. After a SIGKILL the rerun
-resumes from the last periodic checkpoint (every train.save_every steps and at the last step) and recomputes
-the lost steps identically.
+profile treats 143 as "requeue / retry"; the rerun resumes from that checkpoint. (Under `accelerate launch` /
+torchrun every rank exits 143 at the same step, but the launcher itself reports a generic failure, exit 1: there,
+rely on SLURM's requeue or Snakemake's --retries; the checkpoint is what makes the retry cheap.) After a SIGKILL
+the rerun resumes from the last periodic checkpoint (every train.save_every steps and at the last step) and
+recomputes the lost steps identically.
 
 Resume is exact: a run interrupted at any step and restarted gives the same adapter weights and the same loss
 curve as an uninterrupted run with the same seed. A checkpoint holds the adapter weights, AdamW and scheduler
 state, the RNG states of python/numpy/torch(/CUDA) per rank, the data position (samples consumed; each epoch's
 order is torch.randperm from a Generator seeded with train.seed + epoch) and the per-step metric history,
 which is replayed into the dvclive folder on resume (so no step is ever duplicated, even if DVC removed it).
-Checkpoints carry a fingerprint of the base model, the data and the params that shape the result; ones that
-do not match the current run are removed and training starts over.
+Checkpoints carry a fingerprint of the base model, the data, the params that shape the result (all of lora and
+train except save_every and gradient_checkpointing) and the process count; ones that do not match the current
+run are removed and training starts over. The final step is checkpointed too, so a job killed while writing its
+outputs only rewrites them.
+
+Metrics (metrics_path): final_train_loss, val_loss (mean over val label tokens; null without a val split), steps,
+tokens_seen (real, non-pad tokens over the whole run), tokens_per_s and s_per_step (this invocation's loop wall
+time, evals and checkpoints included, over the steps it ran), train_s, wall_s, trainable_params, total_params,
+resumed_from_step (0 = fresh start), device, mixed_precision, num_processes.
 
 Checkpoint layout (checkpoint.py makes each folder appear atomically; the newest two are kept):
     <checkpoint_dir>/step-<N>/adapter/          peft adapter (adapter_config.json, adapter_model.safetensors)
@@ -42,9 +51,10 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
 
@@ -116,6 +126,7 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
         state = _State()
         if resume_from is not None:
             _load_adapter(net, resume_from)
+        net.train()  # from_pretrained leaves eval mode; LoRA dropout must be live from the first step
         net, optimizer = accelerator.prepare(net, optimizer)
         if resume_from is not None:
             state = _restore(resume_from, optimizer, scheduler, accelerator)
@@ -516,18 +527,22 @@ def _splits(data: Any, data_dir: Path) -> tuple[Any, Any]:
     missing = {"input_ids", "labels"} - set(data["train"].column_names)
     if missing:
         raise FinetuneError(f"{data_dir}: the train split lacks columns {sorted(missing)}")
-    return data["train"], data["val"] if "val" in data else None
+    return data["train"], data.get("val")
 
 
 def _open_live(live_dir: Path, history: list[dict[str, Any]]) -> Any:
-    """A dvclive logger whose per-step files hold exactly the checkpoint's history (replayed on resume)."""
+    """A dvclive logger whose per-step files hold exactly the checkpoint's history, its step counter continuing it.
+
+    Not Live(resume=True): after a SIGKILL the folder can hold steps past the checkpoint, a torn .tsv row and a
+    torn summary JSON (dvclive writes them in place), which resume=True chokes on; and DVC may have removed the
+    folder. Starting clean and replaying the checkpoint's history gives the same files without those hazards.
+    """
     from dvclive import Live
 
-    live = Live(dir=str(live_dir), resume=bool(history), dvcyaml=False, save_dvc_exp=False, report=None)
+    live = Live(dir=str(live_dir), resume=False, dvcyaml=False, save_dvc_exp=False, report=None)
+    for record in history:
+        _log_step(live, record, summary=False)
     if history:
-        shutil.rmtree(Path(live.plots_dir) / "metrics", ignore_errors=True)
-        for record in history:
-            _log_step(live, record, summary=False)
         live.make_summary()
     return live
 

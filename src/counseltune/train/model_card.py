@@ -17,20 +17,22 @@ def render_model_card(model: str, model_params: dict[str, Any], metrics: dict[st
                       provenance: dict[str, Any] | None = None, sft_stats: dict[str, Any] | None = None) -> str:
     """Markdown model card (with Hugging Face front matter) for one trained adapter."""
     source = model_params.get("source", {})
+    quant = model_params.get("quantization", "none")
+    kind = "QLoRA" if quant != "none" else "LoRA"
+    template, dtype = model_params.get("template", "native"), model_params.get("dtype")
     front = ["---", "library_name: peft", "pipeline_tag: text-generation",
              "tags: [lora, counseling, research, counseltune]", "---", ""]
     lines = [
         f"# counseltune LoRA adapter: {model}", "",
-        f"A {'QLoRA' if model_params.get('quantization', 'none') != 'none' else 'LoRA'} adapter trained by the "
-        "counseltune pipeline on counseling dialogues (client turns as context, counselor turns as targets).", "",
+        (f"A {kind} adapter trained by the counseltune pipeline on counseling dialogues (client turns as context, "
+         "counselor turns as targets)."), "",
         "## Intended use", "",
         f"Intended use: {INTENDED_USE}. Compare it with its base model on held-out dialogs; do not deploy it to people.", "",
         "## Clinical-use caveat", "", CLINICAL_CAVEAT, "",
         "## Base model", "",
         f"- registry name: `{model}`",
         f"- source: `{json.dumps(source, sort_keys=True)}`",
-        f"- chat template: `{model_params.get('template', 'native')}`; weights dtype `{model_params.get('dtype')}`, "
-        f"quantization `{model_params.get('quantization', 'none')}`",
+        f"- chat template: `{template}`; weights dtype `{dtype}`, quantization `{quant}`",
     ]
     if provenance:
         lines += ["- provenance (counseltune_base.json):", "", _json_block(provenance)]

@@ -108,6 +108,8 @@ def save_dataset(dataset, out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
+    # datasets cannot load back a saved split with no rows: leave empty splits out (finetune handles no val)
+    dataset = type(dataset)({name: split for name, split in dataset.items() if len(split)})
     dataset.save_to_disk(str(tmp))
     shutil.rmtree(out_dir, ignore_errors=True)
     os.replace(tmp, out_dir)

@@ -260,7 +260,7 @@ def generate(model, tokenizer, prompts: list[list[int]], decode: dict, seed: int
     from tqdm.auto import tqdm
 
     stops = stop_token_ids(model, tokenizer)
-    config = generation_config(decode, stops, tokenizer.pad_token_id)
+    config = generation_config(decode, stops, tokenizer.pad_token_id, static_cache=model.device.type == "cpu")
     batch_size = decode["batch_size"]
     # Longest first: similar lengths share a batch (little padding), and a memory limit shows at once.
     order = sorted(range(len(prompts)), key=lambda j: -len(prompts[j]))
@@ -290,8 +290,13 @@ def generate(model, tokenizer, prompts: list[list[int]], decode: dict, seed: int
     }
 
 
-def generation_config(decode: dict, stops: list[int], pad_token_id: int):
-    """models.<name>.decode -> a GenerationConfig (temperature 0 = greedy), nothing taken from the model's defaults."""
+def generation_config(decode: dict, stops: list[int], pad_token_id: int, static_cache: bool = False):
+    """models.<name>.decode -> a GenerationConfig (temperature 0 = greedy), nothing taken from the model's defaults.
+
+    static_cache preallocates the KV cache: on CPU the default cache's per-step concatenation cost a quarter of
+    a batch-8 decode step at 1,000 cached positions (benchmarks/RESULTS.md). Not on GPUs, where a static cache
+    makes transformers compile the forward pass for every new batch shape.
+    """
     from transformers import GenerationConfig
 
     sample = decode["temperature"] > 0
@@ -299,7 +304,7 @@ def generation_config(decode: dict, stops: list[int], pad_token_id: int):
         max_new_tokens=decode["max_new_tokens"], do_sample=sample,
         temperature=decode["temperature"] if sample else None, top_p=decode["top_p"] if sample else None,
         top_k=None, repetition_penalty=decode["repetition_penalty"], eos_token_id=stops, pad_token_id=pad_token_id,
-        use_cache=True,
+        use_cache=True, cache_implementation="static" if static_cache else None,
     )
 
 

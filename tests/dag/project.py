@@ -10,7 +10,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TIMEOUT = 600  # seconds for one engine command; a hang fails the test instead of stalling CI
+TIMEOUT = 1500  # seconds for one engine command; a hang fails the test instead of stalling CI
 
 
 def copy_project(dest: Path) -> Path:

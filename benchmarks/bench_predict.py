@@ -19,6 +19,7 @@ Results go to --out (benchmarks/RESULTS.md) between `<!-- bench_predict:start --
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shlex
@@ -110,6 +111,7 @@ class ForwardTimer:
         self.reset()
         original = model.forward
 
+        @functools.wraps(original)  # generate() reads forward's signature (logits_to_keep): keep it visible
         def timed(*args, **kwargs):
             ids = kwargs.get("input_ids", args[0] if args else None)
             w0, c0 = time.perf_counter(), time.process_time()

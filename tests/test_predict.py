@@ -122,6 +122,22 @@ def test_opening_counselor_turn_is_skipped_and_not_counted_against_the_turn_limi
     assert skipped == {"no_history": 1}
 
 
+def test_template_that_refuses_assistant_first_skips_those_items(tmp_path, params, tokenizer):
+    strict = copy.deepcopy(tokenizer)
+    strict.chat_template = (
+        "{% if messages[0]['role'] != 'user' %}{{ raise_exception('must start with user') }}{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "<|im_start|>assistant\n")
+    processed = write_processed(tmp_path, [("kmi:d1", "kmi", alternating("d1", 5, first="counselor")),
+                                           ("toy:d2", "toy", alternating("d2", 4))])
+    items, _ = select_items(make_params(params), processed)
+
+    prompts, skipped = render_prompts(items, strict, 4096)
+
+    assert [(p.item.dialog_id, p.item.turn_index) for p in prompts] == [("toy:d2", 1), ("toy:d2", 3)]
+    assert skipped == {"template_error": 2}
+
+
 def test_long_history_is_cut_from_the_left_at_turn_boundaries(tmp_path, params, tokenizer):
     turns = alternating("d1", 12)
     processed = write_processed(tmp_path, [("toy:d1", "toy", turns)])

@@ -9,7 +9,10 @@ counselor turn that opens the dialog (AnnoMI and KMI therapists speak first) has
 transformers refuses to render an empty conversation, so it is skipped and counted (skipped_by_reason
 "no_history"); it does not count against predict.max_turns_per_dialog. Later histories that start with the
 counselor are rendered as they are: the ChatML template accepts an assistant-first conversation. A template
-that raises on a conversation skips that item under "template_error" instead of failing the run.
+that raise_exception()s on a conversation skips that item under "template_error" (the run fails only when no
+prompt at all can be rendered). A history longer than the prompt cap (the model's context minus
+max_new_tokens) loses its oldest turns, whole turns at a time, a leading system turn kept ("truncated_prompts");
+when even the most recent turn alone is too long the item is skipped as "prompt_too_long".
 
 Generation is batched with left padding and a KV cache; items are sorted by prompt length so a batch holds
 similar lengths, and the output keeps the item order (source, dialog_id, turn_index).
@@ -96,6 +99,9 @@ def predict(params: dict, model: str, variant: str, base_dir: Path, adapter_dir:
     lm, tokenizer = load_model(Path(base_dir), variant, Path(adapter_dir) if adapter_dir else None, mp)
     cap = max_prompt_tokens or prompt_token_cap(lm, tokenizer, decode["max_new_tokens"])
     prompts, render_skipped = render_prompts(items, tokenizer, cap)
+    if items and not prompts:
+        raise ValueError(f"none of the {len(items)} prompts could be rendered with {base_dir}'s chat template "
+                         f"within {cap} tokens: {dict(render_skipped)}")
     skipped.update(render_skipped)
     outputs, gen_stats = generate(lm, tokenizer, [p.ids for p in prompts], decode, seed, progress=progress)
     rows = [
@@ -156,7 +162,7 @@ def render_prompts(items: list[Item], tokenizer, max_tokens: int) -> tuple[list[
     for item in items:
         try:
             prompt = _fit_prompt(item, tokenizer, max_tokens)
-        except (TemplateError, ValueError):  # a template may raise_exception() on a role order it refuses
+        except TemplateError:  # a template may raise_exception() on a role order it refuses
             skipped["template_error"] += 1
             continue
         if prompt is None:
@@ -203,6 +209,8 @@ def load_model(base_dir: Path, variant: str, adapter_dir: Path | None, mp: dict)
                                 "(run the train stage first)")
     # The base folder's tokenizer for both variants: the two are scored on byte-identical prompts.
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if not tokenizer.chat_template:
+        raise ValueError(f"{base_dir}: the tokenizer has no chat template (the base-model stage always sets one)")
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -89,3 +89,21 @@ def dvc_repro_ran(cwd: Path, *args: str) -> set[str]:
     """Run `dvc repro` and return the stages it actually ran (not the ones it skipped)."""
     out = dvc(cwd, "repro", *args).stdout
     return {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+
+
+def dvc_plan(cwd: Path) -> set[str]:
+    """The stages `dvc repro` would run now: those `dvc status` reports changed, plus everything downstream.
+
+    (`dvc repro --dry` does not follow a change downstream, and fails on stages whose inputs do not exist yet.)
+    """
+    import json
+
+    import networkx as nx
+    from dvc.repo import Repo
+
+    status = json.loads(dvc(cwd, "status", "--json").stdout or "{}")
+    changed = {name.split(":")[-1] for name in status}
+    graph = Repo(str(cwd)).index.graph  # edges point from a stage to the stages it depends on
+    by_name = {stage.name: stage for stage in graph.nodes}
+    downstream = {s.name for name in changed if name in by_name for s in nx.ancestors(graph, by_name[name])}
+    return changed | downstream

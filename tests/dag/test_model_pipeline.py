@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.dag.project import copy_project, dvc, dvc_repro_ran, snakemake, snakemake_pending_jobs
+from tests.dag.project import copy_project, dvc, dvc_plan, snakemake, snakemake_pending_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +73,7 @@ def by_dvc(tmp_path_factory) -> Path:
 
 
 def plans(snake_root: Path, dvc_root: Path) -> tuple[set[str], set[str]]:
-    return snakemake_pending_jobs(snake_root), dvc_repro_ran(dvc_root, "--dry")
+    return snakemake_pending_jobs(snake_root), dvc_plan(dvc_root)
 
 
 def chain(model: str, *stages: str) -> set[str]:

@@ -1,0 +1,627 @@
+"""Benchmark: sequence packing and LoRA training throughput, with results as ratios to a same-run baseline.
+
+Two measurements, for the issue's targets:
+
+1. Padding. The share of processed tokens that are real (not padding) on the CPsyCounD length distribution:
+   the full corpus (read with `counseltune.ingest.run.read_source` from --raw-root/CPsyCounD/Data when it is
+   there, else the curated cpsycound dialogs of --processed), --dialogs dialogs chosen evenly over the sorted
+   dialog ids (deterministic), rendered into SFT samples with `render_split` / `render_dialog` and the real
+   SmolLM2-135M-Instruct chat template, at max_len 256 (the default run) and 1024. Packed
+   (`packing.pack`, first-fit decreasing; efficiency = real tokens / (rows x max_len)) against the baseline,
+   naive padding (every sample padded to max_len), plus padding each batch of 4 to its longest sample
+   (`padded_batch_efficiency`) for information. Target: >= 0.95 with packing. The default run's own train
+   split (--processed) is shown as well, for information.
+
+2. Throughput. Real (non-pad) tokens/s of OUR training step, `counseltune.train.finetune.finetune` on a packed
+   SFT dataset built with `build_dataset` (packing on) from a subset of the same dialogs, against the baseline:
+   a plain `transformers.Trainer` on the unpacked samples of the same dataset padded to max_len by a simple
+   pad collator. Same model (fp32, the default attention), same LoRA config (peft, from params.yaml), same
+   batch size (4), max_len (256), number of steps (--steps), AdamW (non-fused), lr schedule and clipping, same
+   torch thread count. Every run is a fresh Python process; the two alternate over --repeats and the best of
+   each is kept. Per-step wall and CPU time are recorded (finetune's `_train_step` / `_Loader.step` and the
+   Trainer's `compute_loss` / `on_step_end` are wrapped in the worker process only); the headline is the
+   steady state, steps 2..N (the first step's one-off costs and finetune's final checkpoint left out), and the
+   whole-loop numbers each tool reports are shown too. Target: >= 1.5x.
+
+Everything is written to a temporary directory (never to data/, models/ or metrics/). Results go to --out
+(benchmarks/RESULTS.md) between `<!-- bench_train:start -->` and `<!-- bench_train:end -->`; other sections are
+left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench_train:start -->", "<!-- bench_train:end -->"
+MODEL = "smollm2-135m-instruct"
+SOURCE = "cpsycound"
+MAX_LENS = (256, 1024)
+TRAIN_MAX_LEN, BATCH = 256, 4
+TARGET_EFFICIENCY, TARGET_SPEEDUP = 0.95, 1.5
+MODEL_CACHE = Path(os.environ.get("COUNSELTUNE_MODEL_CACHE", Path.home() / ".cache" / "counseltune" / "models"))
+
+
+def log(message: str) -> None:
+    print(f"[bench_train] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------- setup
+
+
+def ensure_model(model_dir: Path | None, params: dict) -> Path:
+    """The converted model folder: --model-dir, else the shared cache (built with prepare_base_model when missing)."""
+    if model_dir is not None:
+        return model_dir
+    out = MODEL_CACHE / MODEL
+    if not (out / "counseltune_base.json").exists():
+        from counseltune.models.base import prepare_base_model
+
+        log(f"building the base model into {out} ...")
+        prepare_base_model(MODEL, params["models"][MODEL], out)
+    return out
+
+
+def load_corpus(params: dict, raw_root: Path, processed: Path) -> tuple[Any, Any, str]:
+    """CPsyCounD (dialogs, turns): the full corpus under raw_root when present, else the curated sample."""
+    import polars as pl
+
+    raw = raw_root / "CPsyCounD" / "Data"
+    if raw.is_dir():
+        from counseltune.ingest.run import read_source
+
+        p = copy.deepcopy(params)
+        p["sources"] = {SOURCE: {**params["sources"][SOURCE], "path": str(raw)}}
+        tables = read_source(p, SOURCE, raw)
+        return tables.dialogs, tables.turns, f"full CPsyCounD (`{raw_root / 'CPsyCounD' / 'Data'}`, read_source)"
+    from counseltune.schemas.tables import CuratedDialogs, Turns
+    from counseltune.tables.io import read_table
+
+    log(f"{raw} not found: using the curated cpsycound dialogs of {processed}")
+    dialogs = read_table(processed / "dialogs.parquet", CuratedDialogs).filter(pl.col("source") == SOURCE)
+    turns = read_table(processed / "turns.parquet", Turns)
+    return dialogs, turns, f"curated cpsycound sample (`{processed}`; the full corpus was not found)"
+
+
+def evenly_spaced(ids: list[str], n: int) -> list[str]:
+    """n ids spread evenly over the sorted ids (all of them when there are fewer)."""
+    ids = sorted(ids)
+    if len(ids) <= n:
+        return ids
+    step = len(ids) / n
+    return [ids[int(k * step)] for k in range(n)]
+
+
+# --------------------------------------------------------------------------------------------- 1. padding
+
+
+def padding_row(tokenizer, turns, dialog_ids: list[str], max_len: int, label: str) -> dict[str, Any]:
+    """Render the dialogs at max_len, pack them, and compare real-token shares: packed vs padded."""
+    import numpy as np
+
+    from counseltune.train.packing import pack, packing_efficiency, padded_batch_efficiency
+    from counseltune.train.render import RenderReport
+    from counseltune.train.sft_data import render_split
+
+    report = RenderReport()
+    t0 = time.perf_counter()
+    samples = render_split(tokenizer, turns, dialog_ids, max_len, report, desc=f"bench-train render {max_len}")
+    render_s = time.perf_counter() - t0
+    lengths = [s.n_tokens for s in samples]
+    t0 = time.perf_counter()
+    rows = pack(samples, max_len)
+    pack_s = time.perf_counter() - t0
+    arr = np.asarray(lengths)
+    return {
+        "label": label, "max_len": max_len, "dialogs": len(dialog_ids), "samples": len(samples),
+        "windowed_dialogs": report.windowed_dialogs, "tokens": int(arr.sum()),
+        "mean": float(arr.mean()), "p5": float(np.percentile(arr, 5)), "p50": float(np.percentile(arr, 50)),
+        "p95": float(np.percentile(arr, 95)), "at_max": int((arr >= max_len - 8).sum()),
+        "rows": len(rows), "packed": packing_efficiency(lengths, len(rows), max_len),
+        "naive": packing_efficiency(lengths, len(lengths), max_len),
+        "padded_batches": padded_batch_efficiency(lengths, BATCH), "render_s": render_s, "pack_s": pack_s,
+    }
+
+
+# --------------------------------------------------------------------------------------------- 2. throughput
+
+
+def bench_params(params: dict, steps: int) -> dict:
+    """params.yaml with the model's train block set for the benchmark (steps, max_len 256, batch 4, no val)."""
+    p = copy.deepcopy(params)
+    train = p["models"][MODEL]["train"]
+    train.update(max_steps=steps, save_every=steps, max_len=TRAIN_MAX_LEN, batch_size=BATCH, grad_accum=1,
+                 packing=True, gradient_checkpointing=False)
+    p["sft"] = {**p["sft"], "val_fraction_of_train": 0.0}
+    return p
+
+
+def build_train_data(tokenizer, dialogs, turns, params: dict, tmp: Path) -> dict[str, Any]:
+    """The same dialogs -> a packed and an unpacked SFT dataset (build_dataset) saved under tmp."""
+    import polars as pl
+
+    from counseltune.train.sft_data import build_dataset, save_dataset
+
+    dialogs = dialogs.with_columns(pl.lit("train").alias("split"))  # every chosen dialog trains; no val split
+    out = {}
+    for packed in (True, False):
+        p = copy.deepcopy(params)
+        p["models"][MODEL]["train"]["packing"] = packed
+        data, stats = build_dataset(tokenizer, [(dialogs, turns)], p, MODEL)
+        path = tmp / ("sft-packed" if packed else "sft-unpacked")
+        save_dataset(data, path)
+        out["packed" if packed else "unpacked"] = {"path": str(path), "rows": len(data["train"]),
+                                                   "stats": stats["splits"]["train"]}
+    return out
+
+
+def _threads(n: int) -> int:
+    import torch
+
+    torch.set_num_threads(n)
+    return torch.get_num_threads()
+
+
+def worker_ours(job: dict[str, Any]) -> dict[str, Any]:
+    """finetune() on the packed dataset; per-step wall/CPU time and tokens from wrappers in this process."""
+    threads = _threads(job["threads"])
+    from counseltune.train import finetune as ft
+
+    steps: list[dict[str, Any]] = []
+    pending: dict[str, Any] = {}
+    loader_step, train_step = ft._Loader.step, ft._train_step
+
+    def timed_loader(self, samples_seen):
+        batches, tokens = loader_step(self, samples_seen)
+        rows = ft._rows(self.rows, self.sampler.take(samples_seen, self.samples_per_step))
+        pending.update(tokens=tokens, processed=sum(int(b["input_ids"].numel()) for b in batches),
+                       samples=sum(len(r.get("seq_lens") or [0]) for r in rows))
+        return batches, tokens
+
+    def timed_train(*args, **kwargs):
+        result = train_step(*args, **kwargs)
+        steps.append({**pending, "wall": time.perf_counter(), "cpu": time.process_time(), "loss": result[0]})
+        return result
+
+    ft._Loader.step, ft._train_step = timed_loader, timed_train
+    tmp = Path(job["tmp"])
+    params = job["params"]
+    t0, c0 = time.perf_counter(), time.process_time()
+    metrics = ft.finetune(params, MODEL, Path(job["base_dir"]), Path(job["data"]), tmp / "adapter",
+                          tmp / "metrics.json", tmp / "live", tmp / "checkpoints")
+    return {"kind": "ours", "threads": threads, "steps": steps, "start_wall": t0, "start_cpu": c0,
+            "end_wall": time.perf_counter(), "end_cpu": time.process_time(),
+            "whole_tokens_per_s": metrics["tokens_per_s"], "whole_s": metrics["train_s"],
+            "whole_tokens": metrics["tokens_seen"], "final_loss": metrics["final_train_loss"],
+            "trainable_params": metrics["trainable_params"]}
+
+
+def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
+    """A plain transformers Trainer on the unpacked samples, each padded to max_len; same LoRA, model, steps."""
+    threads = _threads(job["threads"])
+    import torch
+    from datasets import load_from_disk
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+
+    mp = job["params"]["models"][MODEL]
+    train, lora = mp["train"], mp["lora"]
+    base_dir, max_len = Path(job["base_dir"]), int(train["max_len"])
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rows = load_from_disk(job["data"])["train"].select_columns(["input_ids", "labels"])
+
+    def pad_to_max(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids = torch.full((len(features), max_len), pad_id, dtype=torch.long)
+        labels = torch.full((len(features), max_len), -100, dtype=torch.long)
+        mask = torch.zeros((len(features), max_len), dtype=torch.long)
+        for b, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    steps: list[dict[str, Any]] = []
+    pending: dict[str, Any] = {}
+
+    class CountingTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            pending.update(tokens=int(inputs["attention_mask"].sum()), processed=int(inputs["input_ids"].numel()),
+                           samples=int(inputs["input_ids"].shape[0]))
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+    class StepClock(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps.append({**pending, "wall": time.perf_counter(), "cpu": time.process_time()})
+
+    base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
+    base.config.use_cache = False
+    model = get_peft_model(base, LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                            target_modules=list(lora["target_modules"]), bias="none",
+                                            task_type="CAUSAL_LM"))
+    args = TrainingArguments(
+        output_dir=job["tmp"], per_device_train_batch_size=int(train["batch_size"]), gradient_accumulation_steps=1,
+        max_steps=int(train["max_steps"]), learning_rate=float(train["lr"]), lr_scheduler_type="cosine",
+        warmup_steps=int(train["warmup_steps"]), weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch",
+        seed=int(train["seed"]), logging_steps=1, save_strategy="no", eval_strategy="no", report_to="none",
+        use_cpu=True, dataloader_num_workers=0, dataloader_pin_memory=False, remove_unused_columns=False,
+        disable_tqdm=True)
+    trainer = CountingTrainer(model=model, args=args, train_dataset=rows, data_collator=pad_to_max,
+                              callbacks=[StepClock()])
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    whole_tokens = sum(s["tokens"] for s in steps)
+    return {"kind": "trainer", "threads": threads, "steps": steps, "start_wall": t0, "start_cpu": c0,
+            "end_wall": time.perf_counter(), "end_cpu": time.process_time(),
+            "whole_tokens_per_s": whole_tokens / out.metrics["train_runtime"], "whole_s": out.metrics["train_runtime"],
+            "whole_tokens": whole_tokens, "final_loss": losses[-1] if losses else None,
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+WORKERS = {"ours": worker_ours, "trainer": worker_trainer}
+
+
+def run_worker(kind: str, job: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Run one measurement in a fresh Python process; returns its result dict (+ steady-state numbers)."""
+    run_dir = Path(job["tmp"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = run_dir / "job.json", run_dir / "result.json"
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--job", str(job_path),
+           "--result", str(result_path)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return steady(json.loads(result_path.read_text(encoding="utf-8")))
+
+
+def steady(r: dict[str, Any]) -> dict[str, Any]:
+    """Steps 2..N: real and processed tokens over the time between the end of step 1 and the end of step N."""
+    s = r["steps"]
+    if len(s) < 2:
+        raise SystemExit("--steps must be at least 2 (step 1 is the warm-up)")
+    rest = s[1:]
+    wall, cpu = s[-1]["wall"] - s[0]["wall"], s[-1]["cpu"] - s[0]["cpu"]
+    tokens, processed = sum(x["tokens"] for x in rest), sum(x["processed"] for x in rest)
+    step_walls = [b["wall"] - a["wall"] for a, b in zip(s, s[1:])]
+    r.update(steady_s=wall, steady_cpu_s=cpu, steady_tokens=tokens, steady_processed=processed,
+             tok_s=tokens / wall, tok_cpu_s=tokens / cpu, processed_tok_s=processed / wall,
+             real_share=tokens / processed, s_per_step=wall / len(rest), step_walls=step_walls,
+             first_step_s=s[0]["wall"] - r["start_wall"], samples_per_step=statistics.mean(x["samples"] for x in s),
+             cpu_per_wall=cpu / wall)
+    return r
+
+
+def measure_throughput(params: dict, base_dir: Path, data: dict[str, Any], tmp: Path, steps: int, repeats: int,
+                       threads: int) -> dict[str, Any]:
+    p = bench_params(params, steps)
+    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "trainer": []}
+    for r in range(repeats):
+        # alternating the order spreads a noisy neighbour on this shared machine over both
+        order = ["ours", "trainer"] if r % 2 == 0 else ["trainer", "ours"]
+        for kind in order:
+            log(f"repeat {r + 1}/{repeats}: {kind} ({steps} steps, batch {BATCH}, max_len {TRAIN_MAX_LEN}, "
+                f"{threads} threads, fresh process) ...")
+            job = {"params": p, "base_dir": str(base_dir), "threads": threads, "tmp": str(tmp / f"{kind}-{r}"),
+                   "data": data["packed" if kind == "ours" else "unpacked"]["path"]}
+            res = run_worker(kind, job, tmp)
+            runs[kind].append(res)
+            log(f"  {kind}: {res['tok_s']:.0f} real tok/s steady ({res['s_per_step']:.2f} s/step, real share "
+                f"{res['real_share']:.1%}, CPU/wall {res['cpu_per_wall']:.2f}); whole loop "
+                f"{res['whole_tokens_per_s']:.0f} tok/s; final loss {res['final_loss']:.3f}")
+    best = {k: max(v, key=lambda x: x["tok_s"]) for k, v in runs.items()}
+    return {"best": best, "runs": runs, "steps": steps, "repeats": repeats}
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+def shell(cmd: list[str]) -> str:
+    try:
+        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                              check=False).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def machine() -> dict[str, str]:
+    cpu, mem = "?", "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+                break
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    return {"date": shell(["date"]), "nproc": shell(["nproc"]) or str(os.cpu_count()), "cpu": cpu, "ram": mem,
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "torch": version("torch"), "transformers": version("transformers"), "peft": version("peft"),
+            "accelerate": version("accelerate"),
+            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"}
+
+
+def verdicts(results: dict[str, Any]) -> list[str]:
+    main = [r for r in results["padding"] if r["label"] == "cpsycound"]
+    out = []
+    for r in main:
+        ok = r["packed"] >= TARGET_EFFICIENCY
+        out.append(f"Real-token share with packing >= {TARGET_EFFICIENCY:.2f} at max_len {r['max_len']} (CPsyCounD): "
+                   f"**{'met' if ok else 'not met'}** ({r['packed']:.3f}; naive padding {r['naive']:.3f}, "
+                   f"{r['packed'] / r['naive']:.3f}x)")
+    t = results.get("throughput")
+    if t:
+        o, b = t["best"]["ours"], t["best"]["trainer"]
+        ratio = o["tok_s"] / b["tok_s"]
+        out.append(f"Training throughput, ours >= {TARGET_SPEEDUP:g}x a plain Trainer with pad-to-max (real tokens/s, "
+                   f"batch {BATCH}, max_len {TRAIN_MAX_LEN}): **{'met' if ratio >= TARGET_SPEEDUP else 'not met'}** "
+                   f"({ratio:.2f}x: {o['tok_s']:.0f} vs {b['tok_s']:.0f} tok/s; by CPU time "
+                   f"{o['tok_cpu_s'] / b['tok_cpu_s']:.2f}x; whole loop "
+                   f"{o['whole_tokens_per_s'] / b['whole_tokens_per_s']:.2f}x)")
+    return out
+
+
+def explanation(results: dict[str, Any]) -> list[str]:
+    """Why the throughput ratio is what it is, from the measured numbers."""
+    t = results.get("throughput")
+    if not t:
+        return []
+    o, b = t["best"]["ours"], t["best"]["trainer"]
+    ratio = o["tok_s"] / b["tok_s"]
+    share_gain = o["real_share"] / b["real_share"]
+    per_processed = o["processed_tok_s"] / b["processed_tok_s"]
+    r256 = next((r for r in results["padding"] if r["label"] == "cpsycound" and r["max_len"] == TRAIN_MAX_LEN), None)
+    lines = [
+        (f"Real tokens/s = processed tokens/s x real-token share. Packing raised the real share of what the model "
+         f"processed from {b['real_share']:.1%} to {o['real_share']:.1%} ({share_gain:.3f}x), and the packed step "
+         f"processes tokens at {per_processed:.2f}x the padded step's rate; together {ratio:.2f}x."),
+    ]
+    if r256:
+        need = r256["packed"] / TARGET_SPEEDUP
+        lines.append(
+            f"Packing can only win back padding, and there is almost none to win: the renderer cuts a long dialog "
+            f"into windows that it fills up to max_len with earlier turns as context, so at max_len "
+            f"{r256['max_len']} the CPsyCounD samples have a median of {r256['p50']:.0f} tokens and "
+            f"{r256['at_max'] / r256['samples']:.0%} are within 8 tokens of max_len; naive padding already keeps "
+            f"{r256['naive']:.1%} real tokens. If the cost were linear in processed tokens, packing could gain at "
+            f"most {r256['packed'] / r256['naive']:.3f}x here; {TARGET_SPEEDUP:g}x would need a naive real-token "
+            f"share of {need:.0%} or less, i.e. samples much shorter than max_len (short single-turn data, or a "
+            f"max_len far above the typical sample).")
+    if per_processed < 1:
+        lines.append(
+            f"The packed step pays for its block-diagonal attention: it passes a 4D additive mask "
+            f"[batch, 1, L, L] (built per batch by `packing.collate`), which rules out SDPA's built-in causal path "
+            f"that the padded baseline's 2D mask allows, so each processed token costs {1 / per_processed - 1:.0%} "
+            f"more (steady step {o['s_per_step']:.2f} s vs {b['s_per_step']:.2f} s for "
+            f"{o['steady_processed'] / (len(o['steps']) - 1):,.0f} vs "
+            f"{b['steady_processed'] / (len(b['steps']) - 1):,.0f} processed tokens a step).")
+    lines.append(
+        f"Threads: torch.get_num_threads() = {o['threads']} in both on {os.cpu_count()} CPUs; CPU time per wall "
+        f"second was {o['cpu_per_wall']:.2f} (ours) and {b['cpu_per_wall']:.2f} (Trainer). The machine is shared: "
+        f"the CPU-time ratio in the verdict is the contention-free estimate.")
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        START,
+        "## Train: sequence packing and LoRA training throughput (SmolLM2-135M-Instruct, CPU)",
+        "",
+        f"- Date: {m['date']}",
+        (f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, {m['os']}; Python {m['python']}, torch "
+         f"{m['torch']}, transformers {m['transformers']}, peft {m['peft']}, accelerate {m['accelerate']}; load "
+         f"average at the end {m['load']} (a shared machine)"),
+        f"- Command: `{results['command']}`",
+        (f"- Data: {results['corpus']}: {results['dialogs_total']:,} dialogs, {results['dialogs_used']} chosen evenly "
+         f"over the sorted dialog ids; rendered with `render_split` (`render_dialog`, loss on counselor turns, "
+         f"long dialogs cut into windows) and the model's chat template."),
+        "",
+        "### Padding: share of processed tokens that are real",
+        "",
+        (f"Baseline: naive padding, every sample padded to max_len. *packed* = `packing.pack` (first-fit "
+         f"decreasing) into rows of max_len, real tokens / (rows x max_len); *batch-longest* = batches of {BATCH} "
+         f"in order, each padded to its longest sample (`padded_batch_efficiency`), for information. The last row is "
+         f"the default run's own train split (`{results['processed']}`, all sources), for information."),
+        "",
+        ("| data | max_len | dialogs | samples (windowed dialogs) | tokens / sample: p5 / p50 / mean / p95 "
+         "| samples within 8 of max_len | packed rows | naive (baseline) | batch-longest | **packed** | packed / naive |"),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["padding"]:
+        lines.append(
+            f"| {r['label']} | {r['max_len']} | {r['dialogs']:,} | {r['samples']:,} ({r['windowed_dialogs']:,}) "
+            f"| {r['p5']:.0f} / {r['p50']:.0f} / {r['mean']:.0f} / {r['p95']:.0f} "
+            f"| {r['at_max'] / r['samples']:.0%} | {r['rows']:,} | {r['naive']:.3f} | {r['padded_batches']:.3f} "
+            f"| **{r['packed']:.3f}** | {r['packed'] / r['naive']:.3f}x |")
+    t = results.get("throughput")
+    if t:
+        o, b = t["best"]["ours"], t["best"]["trainer"]
+        d = results["train_data"]
+        lines += [
+            "",
+            "### Training throughput: real (non-pad) tokens/s",
+            "",
+            (f"- Method: {results['train_dialogs']} of the chosen CPsyCounD dialogs (one in "
+             f"{results['train_every']}) -> `build_dataset` at max_len {TRAIN_MAX_LEN}, packing on "
+             f"({d['packed']['rows']:,} packed rows) and off ({d['unpacked']['rows']:,} samples: the same samples). "
+             f"*ours* = `finetune()` on the packed dataset (packing.collate's block-diagonal 4D mask, per-sample "
+             f"position_ids; rows padded to the batch's longest); the baseline *Trainer* = a plain "
+             f"`transformers.Trainer` on the unpacked samples, each padded to max_len by a simple pad collator (2D "
+             f"mask). Both: the real SmolLM2-135M-Instruct in fp32 with its default attention, LoRA r "
+             f"{results['lora']['r']} / alpha {results['lora']['alpha']} / dropout {results['lora']['dropout']} on "
+             f"{', '.join(results['lora']['target_modules'])} (peft), batch {BATCH}, grad_accum 1, {t['steps']} "
+             f"steps, AdamW (torch, non-fused) lr {results['lr']:g}, cosine with warmup, clipping 1.0, seed "
+             f"{results['seed']}, {o['threads']} torch threads. Each run is a fresh process; the two alternate over "
+             f"{t['repeats']} repeat(s), the best of each is kept. *steady* = steps 2..{t['steps']}: real tokens "
+             f"over the wall time from the end of step 1 to the end of the last step (data loading and collation "
+             f"included; step 1's one-off costs and finetune's final checkpoint left out); *whole loop* = what each "
+             f"tool reports for its loop (finetune's metrics `tokens_per_s`, incl. the final checkpoint; "
+             f"Trainer's `train_runtime`)."),
+            "",
+            ("| run | real tok/s (steady) | ratio | by CPU time | processed tok/s | real share of processed "
+             "| s / step | samples / step | step 1 s (incl. setup) | whole loop tok/s | whole-loop ratio "
+             "| final loss |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, x in (("plain Trainer, pad to max_len (baseline)", b), ("ours: finetune(), packed", o)):
+            lines.append(
+                f"| {label} | {x['tok_s']:.0f} | **{x['tok_s'] / b['tok_s']:.2f}x** | "
+                f"{x['tok_cpu_s'] / b['tok_cpu_s']:.2f}x | {x['processed_tok_s']:.0f} | {x['real_share']:.1%} "
+                f"| {x['s_per_step']:.2f} | {x['samples_per_step']:.1f} | {x['first_step_s']:.1f} "
+                f"| {x['whole_tokens_per_s']:.0f} | {x['whole_tokens_per_s'] / b['whole_tokens_per_s']:.2f}x "
+                f"| {x['final_loss']:.3f} |")
+        every = "; ".join(f"{k}: " + ", ".join(f"{r['tok_s']:.0f}" for r in v) for k, v in t["runs"].items())
+        lines += ["", f"Every run (steady real tok/s): {every}."]
+    lines += ["", "### Verdict", "", *[f"- {v}" for v in verdicts(results)]]
+    why = explanation(results)
+    if why:
+        lines += ["", "### What limits the throughput ratio", "", *[f"- {x}" for x in why]]
+    lines.append(END)
+    return "\n".join(lines) + "\n"
+
+
+def write_section(out: Path, section: str) -> None:
+    if out.exists():
+        text = out.read_text(encoding="utf-8")
+        if START in text and END in text:
+            head, rest = text.split(START, 1)
+            tail = rest.split(END, 1)[1].lstrip("\n")
+            text = head + section + ("\n" + tail if tail else "")
+        else:
+            text = text.rstrip("\n") + "\n\n" + section
+    else:
+        text = ("# Benchmark results\n\n"
+                "Each script in benchmarks/ writes (and on a re-run replaces) only its own section, delimited by "
+                "`<!-- <script>:start -->` / `<!-- <script>:end -->`. See benchmarks/README.md.\n\n" + section)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+
+
+# --------------------------------------------------------------------------------------------- main
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="bench_train.py",
+        description=(
+            "Benchmark sequence packing and LoRA training throughput with the real SmolLM2-135M-Instruct. (1) The "
+            "share of processed tokens that are real on the CPsyCounD length distribution (full corpus under "
+            "RAW_ROOT, else data/processed), packed vs naive pad-to-max_len, at max_len 256 and 1024 (target >= "
+            "0.95 packed). (2) Real (non-pad) tokens/s of counseltune's finetune() on a packed SFT dataset vs a plain "
+            "transformers Trainer padding every sample to max_len: same model, LoRA, batch 4, max_len 256, steps, "
+            "thread count; fresh process per run, alternating, best of --repeats (target >= 1.5x). Works in a "
+            "temporary directory and writes its section of OUT."),
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
+                        help="results file; only the section between the bench_train markers is written/replaced")
+    parser.add_argument("--steps", type=int, default=10,
+                        help="optimizer steps per training run (default 10; step 1 is the warm-up, min 2)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="alternating repeats of both training runs; the best of each is kept (default 2)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                        help="torch.set_num_threads in both training runs (default: the CPU count)")
+    parser.add_argument("--dialogs", type=int, default=600,
+                        help="CPsyCounD dialogs for the padding measurement, evenly spaced by id (default 600)")
+    parser.add_argument("--train-dialogs", type=int, default=120,
+                        help="of those, how many (evenly spaced) build the training datasets (default 120)")
+    parser.add_argument("--raw-root", type=Path, default=ROOT.parent / "shared" / "data" / "raw",
+                        help="folder holding CPsyCounD/Data (default: ../shared/data/raw next to the project)")
+    parser.add_argument("--processed", type=Path, default=ROOT / "data" / "processed",
+                        help="curated tables (fallback data, and the default run's train split)")
+    parser.add_argument("--params", type=Path, default=ROOT / "params.yaml", help="params file (default: the project's)")
+    parser.add_argument("--model-dir", type=Path, default=None,
+                        help=f"converted {MODEL} folder (default: ~/.cache/counseltune/models/{MODEL}, built when missing)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the padding measurement (seconds)")
+    parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
+    parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.worker:
+        job = json.loads(args.job.read_text(encoding="utf-8"))
+        args.result.write_text(json.dumps(WORKERS[args.worker](job)), encoding="utf-8")
+        return 0
+    if args.steps < 2 or args.repeats < 1 or args.threads < 1:
+        parser.error("--steps must be >= 2, --repeats and --threads >= 1")
+
+    import polars as pl
+    from transformers import AutoTokenizer
+
+    from counseltune.config import load_params
+    from counseltune.schemas.tables import CuratedDialogs, Turns
+    from counseltune.tables.io import read_table
+    from counseltune.train.sft_data import select_dialogs
+
+    started = time.perf_counter()
+    command = shlex.join(["python", "benchmarks/bench_train.py", *(sys.argv[1:] if argv is None else argv)])
+    params = load_params(args.params)
+    base_dir = ensure_model(args.model_dir, params)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+
+    log("reading CPsyCounD ...")
+    dialogs, turns, corpus = load_corpus(params, args.raw_root.resolve(), args.processed)
+    chosen = evenly_spaced(dialogs["dialog_id"].to_list(), args.dialogs)
+    turns = turns.filter(pl.col("dialog_id").is_in(chosen))
+    padding = []
+    for max_len in MAX_LENS:
+        log(f"padding: rendering {len(chosen)} dialogs at max_len {max_len} ...")
+        padding.append(padding_row(tokenizer, turns, chosen, max_len, "cpsycound"))
+        r = padding[-1]
+        log(f"  {r['samples']} samples, packed {r['packed']:.3f} vs naive {r['naive']:.3f} ({r['render_s']:.0f} s)")
+    if (args.processed / "dialogs.parquet").exists():
+        pd = read_table(args.processed / "dialogs.parquet", CuratedDialogs)
+        pt = read_table(args.processed / "turns.parquet", Turns)
+        train_ids = select_dialogs(pd, params)["train"]
+        log(f"padding: the default run's train split ({len(train_ids)} dialogs) at max_len {TRAIN_MAX_LEN} ...")
+        padding.append(padding_row(tokenizer, pt, train_ids, TRAIN_MAX_LEN, "default run train split (info)"))
+
+    mp = params["models"][MODEL]
+    results: dict[str, Any] = {
+        "command": command, "corpus": corpus, "dialogs_total": dialogs.height, "dialogs_used": len(chosen),
+        "processed": str(args.processed.relative_to(ROOT) if args.processed.is_relative_to(ROOT) else args.processed),
+        "padding": padding, "lora": mp["lora"], "lr": mp["train"]["lr"], "seed": mp["train"]["seed"],
+    }
+    if not args.skip_throughput:
+        train_ids = evenly_spaced(chosen, args.train_dialogs)
+        results["train_dialogs"] = len(train_ids)
+        results["train_every"] = max(1, round(len(chosen) / max(len(train_ids), 1)))
+        with tempfile.TemporaryDirectory(prefix="bench_train-") as tmp_name:
+            tmp = Path(tmp_name)
+            log(f"building the packed and unpacked SFT datasets from {len(train_ids)} dialogs ...")
+            data = build_train_data(tokenizer, dialogs.filter(pl.col("dialog_id").is_in(train_ids)),
+                                    turns.filter(pl.col("dialog_id").is_in(train_ids)),
+                                    bench_params(params, args.steps), tmp)
+            results["train_data"] = data
+            results["throughput"] = measure_throughput(params, base_dir, data, tmp, args.steps, args.repeats,
+                                                       args.threads)
+    results["machine"] = machine()
+    write_section(args.out, render(results))
+    for line in verdicts(results):
+        log(line.replace("**", ""))
+    log(f"done in {time.perf_counter() - started:.0f} s; results written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,7 +87,9 @@ def predict(params: dict, model: str, variant: str, base_dir: Path, adapter_dir:
             out_path: Path, *, max_prompt_tokens: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Held-out dialogs -> one generated counselor reply per counselor turn, from the history; writes predictions parquet, returns stats.
 
-    max_prompt_tokens overrides the prompt cap (default: the model's context limit minus max_new_tokens).
+    The prompt cap is max_prompt_tokens if given, else predict.max_prompt_tokens, else the model's context;
+    never more than the context minus max_new_tokens. (A long AnnoMI history would otherwise make every
+    prompt thousands of tokens: far beyond the windows the adapter was trained on, and ~10x slower.)
     """
     started = time.perf_counter()
     if variant not in VARIANTS:
@@ -97,7 +99,8 @@ def predict(params: dict, model: str, variant: str, base_dir: Path, adapter_dir:
     seed = params["evaluate"]["seed"]
     items, skipped = select_items(params, Path(processed_dir))
     lm, tokenizer = load_model(Path(base_dir), variant, Path(adapter_dir) if adapter_dir else None, mp)
-    cap = max_prompt_tokens or prompt_token_cap(lm, tokenizer, decode["max_new_tokens"])
+    context_cap = prompt_token_cap(lm, tokenizer, decode["max_new_tokens"])
+    cap = min(context_cap, max_prompt_tokens or params["predict"].get("max_prompt_tokens") or context_cap)
     prompts, render_skipped = render_prompts(items, tokenizer, cap)
     if items and not prompts:
         raise ValueError(f"none of the {len(items)} prompts could be rendered with {base_dir}'s chat template "

@@ -1,8 +1,9 @@
 """Benchmark: batched counselor-reply generation (batch 8, left padding) against one prompt at a time.
 
-Both modes run `counseltune.predict.generate` on the same 32 prompts: counselor turns of the bundled
-sample's test split, chosen by `counseltune.predict.select_items` with params.yaml's predict settings and
-then 32 evenly spaced items, rendered with the real SmolLM2-135M-Instruct chat template. Greedy decoding,
+Both modes run `counseltune.predict.generate` on the same 32 prompts: evenly spaced among every counselor
+turn of the bundled sample's test split (`counseltune.predict.select_items` without the per-source and
+per-dialog limits), rendered with the real SmolLM2-135M-Instruct chat template and capped as the predict
+stage caps them (predict.max_prompt_tokens, at most the context). Greedy decoding,
 max_new_tokens 48, the model's repetition penalty. The baseline is the one-at-a-time run (batch 1), measured
 in the same process, on the same model, right before or after (the modes alternate over --repeats; best of
 each kept). Reported: generated tokens/s of each mode and their ratio (target: batched >= 4x), the same ratio
@@ -65,13 +66,15 @@ def ensure_model(model_dir: Path | None, params: dict) -> Path:
 
 
 def choose_prompts(params: dict, processed: Path, tokenizer, cap: int) -> list:
-    """params' predict selection -> N_PROMPTS evenly spaced rendered prompts (deterministic)."""
+    """Every counselor turn of the test split -> N_PROMPTS evenly spaced rendered prompts (deterministic).
+
+    Independent of predict.max_dialogs_per_source / max_turns_per_dialog, so the prompt set stays put when
+    those knobs change; the prompt cap is the predict stage's own.
+    """
     from counseltune.predict import render_prompts, select_items
 
-    items, _ = select_items(params, processed)
-    if len(items) < N_PROMPTS:  # a smaller predict selection than the default: take every test dialog
-        params = {**params, "predict": {**params["predict"], "max_dialogs_per_source": None}}
-        items, _ = select_items(params, processed)
+    every = {**params["predict"], "split": "test", "max_dialogs_per_source": None, "max_turns_per_dialog": None}
+    items, _ = select_items({**params, "predict": every}, processed)
     if len(items) < N_PROMPTS:
         raise SystemExit(f"only {len(items)} counselor turns in the test split; need {N_PROMPTS}")
     step = len(items) / N_PROMPTS
@@ -255,10 +258,12 @@ def verdict_and_limits(a: dict[str, Any]) -> tuple[list[str], list[str]]:
         (f"Decoding batches well: {a['decode_ratio']:.2f}x less decode time ({s['ms_per_step']:.0f} ms a step for one "
          f"sequence, {b['ms_per_step']:.0f} ms a step for a batch of up to {BATCH}; {s['steps']} vs {b['steps']} "
          f"steps, the batched count includes rows that already ended while their batch ran on)."),
-        (f"Repeated prompt processing: the {N_PROMPTS} prompts hold {pt['total']:,} tokens, but each prompt extends "
-         f"the previous prompt of its dialog; reusing each dialog's KV cache would leave "
-         f"{pt['unique_with_prefix_sharing']:,} to process ({shared:.0%} less). That is the lever left, and it "
-         f"speeds up both modes, not only batching."),
+        (f"Repeated prompt processing: the {N_PROMPTS} prompts hold {pt['total']:,} tokens; reusing the KV cache of "
+         f"a dialog's earlier prompt for its later ones would leave {pt['unique_with_prefix_sharing']:,} to process "
+         f"({shared:.0%} less)" + (
+             ": a lever for both modes, not only for batching." if shared >= 0.2 else
+             ": little to gain, since the prompt cap cuts long histories from the left and consecutive prompts "
+             "of a dialog then no longer share a prefix.")),
         (f"Threads: torch.get_num_threads() = {a['threads']} on {os.cpu_count()} CPUs. The machine is shared: "
          f"CPU time per wall second was {b['cpu_s'] / b['wall_s']:.2f} (batched) and {s['cpu_s'] / s['wall_s']:.2f} "
          f"(one at a time) of the {a['threads']} possible; the CPU-time ratio above is the contention-free estimate."),
@@ -287,9 +292,10 @@ def render(results: dict[str, Any]) -> str:
         (f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM, {m['os']}; Python {m['python']}, torch "
          f"{m['torch']}, transformers {m['transformers']}; load average at the end {m['load']} (a shared machine)"),
         f"- Command: `{results['command']}`",
-        (f"- Method: {N_PROMPTS} prompts = evenly spaced counselor turns of the bundled sample's test split "
-         f"(`select_items` with params.yaml's predict settings: {results['sources']}), rendered with the model's "
-         f"chat template; `counseltune.predict.generate` (left padding, KV cache, prompts sorted by length), greedy, "
+        (f"- Method: {N_PROMPTS} prompts = evenly spaced among every counselor turn of the bundled sample's test "
+         f"split ({results['sources']}), rendered with the model's chat template and capped like the predict stage "
+         f"(predict.max_prompt_tokens / context: {results['cap']} tokens, {results['truncated']} prompts lost old "
+         f"turns); `counseltune.predict.generate` (left padding, KV cache, prompts sorted by length), greedy, "
          f"max_new_tokens {MAX_NEW_TOKENS}, repetition_penalty {results['repetition_penalty']}, fp32. *batched* = "
          f"batch {BATCH}; the baseline *one at a time* = batch 1 in the same process on the same model; the modes "
          f"alternate over {results['repeats']} repeat(s) after a warm-up, the best wall time of each is kept. "
@@ -376,15 +382,20 @@ def main(argv: list[str] | None = None) -> int:
     mp = params["models"][MODEL]
     decode = {**mp["decode"], "temperature": 0.0}
     model, tokenizer = load_model(model_dir, "base", None, mp)
-    prompts = choose_prompts(params, args.processed, tokenizer, prompt_token_cap(model, tokenizer, MAX_NEW_TOKENS))
+    cap = prompt_token_cap(model, tokenizer, MAX_NEW_TOKENS)  # as counseltune.predict.predict caps a prompt
+    cap = min(cap, params["predict"].get("max_prompt_tokens") or cap)
+    prompts = choose_prompts(params, args.processed, tokenizer, cap)
+    truncated = sum(p.truncated for p in prompts)
     sources: dict[str, int] = {}
     for p in prompts:
         sources[p.item.source] = sources.get(p.item.source, 0) + 1
-    log(f"{len(prompts)} prompts ({sources}), {sum(len(p.ids) for p in prompts):,} prompt tokens")
+    log(f"{len(prompts)} prompts ({sources}), {sum(len(p.ids) for p in prompts):,} prompt tokens "
+        f"(cap {cap}, {truncated} truncated)")
 
     analysis = analyse(measure(model, tokenizer, prompts, decode, args.repeats), prompts)
     results = {"machine": machine(), "command": command, "analysis": analysis, "repeats": args.repeats,
-               "sources": ", ".join(f"{k} {v}" for k, v in sorted(sources.items())),
+               "sources": ", ".join(f"{k} {v}" for k, v in sorted(sources.items())), "cap": cap,
+               "truncated": truncated,
                "repetition_penalty": decode["repetition_penalty"]}
     write_section(args.out, render(results))
     for line in verdict_and_limits(analysis)[0]:

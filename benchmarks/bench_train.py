@@ -31,6 +31,7 @@ left alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import os
@@ -87,6 +88,7 @@ def load_corpus(params: dict, raw_root: Path, processed: Path) -> tuple[Any, Any
         tables = read_source(p, SOURCE, raw)
         return tables.dialogs, tables.turns, f"full CPsyCounD (`{raw_root / 'CPsyCounD' / 'Data'}`, read_source)"
     from counseltune.schemas.tables import CuratedDialogs, Turns
+
     from counseltune.tables.io import read_table
 
     log(f"{raw} not found: using the curated cpsycound dialogs of {processed}")
@@ -111,7 +113,11 @@ def padding_row(tokenizer, turns, dialog_ids: list[str], max_len: int, label: st
     """Render the dialogs at max_len, pack them, and compare real-token shares: packed vs padded."""
     import numpy as np
 
-    from counseltune.train.packing import pack, packing_efficiency, padded_batch_efficiency
+    from counseltune.train.packing import (
+        pack,
+        packing_efficiency,
+        padded_batch_efficiency,
+    )
     from counseltune.train.render import RenderReport
     from counseltune.train.sft_data import render_split
 
@@ -198,38 +204,72 @@ def wait_for_quiet(max_wait_s: float, threshold: float = 0.3, sample_s: float = 
         time.sleep(10)
 
 
+class Lockstep:
+    """Take turns with the other worker: one optimizer step each, never at the same time.
+
+    The token is a byte on a pipe. A worker holds it from the start of a step (before its data is loaded) through
+    its between-step work, and passes it on only when it wants the next step, so nothing of one worker overlaps
+    the other's timed step. Without a spec (a run on its own) it does nothing.
+    """
+
+    def __init__(self, spec: dict[str, Any] | None):
+        self.spec, self.held, self.started = spec, False, False
+
+    def acquire(self) -> None:
+        if self.spec is None or self.held:
+            return
+        if not self.started:  # set-up done: tell the parent, which starts the turns once both are ready
+            Path(self.spec["ready"]).touch()
+            self.started = True
+        if not os.read(self.spec["read_fd"], 1):
+            raise RuntimeError("lockstep: the token pipe closed")
+        self.held = True
+
+    def release(self) -> None:
+        if self.spec is not None and self.held:
+            os.write(self.spec["write_fd"], b"t")
+            self.held = False
+
+
+def _mark(step: dict[str, Any], when: str) -> None:
+    step[f"wall_{when}"], step[f"cpu_{when}"], step[f"busy_{when}"] = time.perf_counter(), time.process_time(), cpu_busy_s()
+
+
 def worker_ours(job: dict[str, Any]) -> dict[str, Any]:
-    """finetune() on the packed dataset; per-step wall/CPU time and tokens from wrappers in this process."""
+    """finetune() on the packed dataset; each step timed from its start (data loading) to its optimizer step."""
     threads = _threads(job["threads"])
     from counseltune.train import finetune as ft
 
+    lock = Lockstep(job.get("lockstep"))
     steps: list[dict[str, Any]] = []
-    pending: dict[str, Any] = {}
     loader_step, train_step = ft._Loader.step, ft._train_step
 
     def timed_loader(self, samples_seen):
+        lock.release()
+        lock.acquire()
+        step: dict[str, Any] = {}
+        _mark(step, "start")
         batches, tokens = loader_step(self, samples_seen)
         rows = ft._rows(self.rows, self.sampler.take(samples_seen, self.samples_per_step))
-        pending.update(tokens=tokens, processed=sum(int(b["input_ids"].numel()) for b in batches),
-                       samples=sum(len(r.get("seq_lens") or [0]) for r in rows))
+        step.update(tokens=tokens, processed=sum(int(b["input_ids"].numel()) for b in batches),
+                    samples=sum(len(r.get("seq_lens") or [0]) for r in rows))
+        steps.append(step)
         return batches, tokens
 
     def timed_train(*args, **kwargs):
         result = train_step(*args, **kwargs)
-        steps.append({**pending, "wall": time.perf_counter(), "cpu": time.process_time(), "busy": cpu_busy_s(),
-                      "loss": result[0]})
+        _mark(steps[-1], "end")
+        steps[-1]["loss"] = result[0]
         return result
 
     ft._Loader.step, ft._train_step = timed_loader, timed_train
     tmp = Path(job["tmp"])
-    params = job["params"]
-    t0, c0 = time.perf_counter(), time.process_time()
-    metrics = ft.finetune(params, MODEL, Path(job["base_dir"]), Path(job["data"]), tmp / "adapter",
-                          tmp / "metrics.json", tmp / "live", tmp / "checkpoints")
-    return {"kind": "ours", "threads": threads, "steps": steps, "start_wall": t0, "start_cpu": c0,
-            "end_wall": time.perf_counter(), "end_cpu": time.process_time(),
-            "whole_tokens_per_s": metrics["tokens_per_s"], "whole_s": metrics["train_s"],
-            "whole_tokens": metrics["tokens_seen"], "final_loss": metrics["final_train_loss"],
+    try:
+        metrics = ft.finetune(job["params"], MODEL, Path(job["base_dir"]), Path(job["data"]), tmp / "adapter",
+                              tmp / "metrics.json", tmp / "live", tmp / "checkpoints")
+    finally:
+        lock.release()
+    return {"kind": "ours", "threads": threads, "steps": steps, "final_loss": metrics["final_train_loss"],
             "trainable_params": metrics["trainable_params"]}
 
 
@@ -239,7 +279,13 @@ def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
     import torch
     from datasets import load_from_disk
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
 
     mp = job["params"]["models"][MODEL]
     train, lora = mp["train"], mp["lora"]
@@ -257,18 +303,31 @@ def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
             ids[b, :n], labels[b, :n], mask[b, :n] = torch.tensor(f["input_ids"]), torch.tensor(f["labels"]), 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
+    lock = Lockstep(job.get("lockstep"))
     steps: list[dict[str, Any]] = []
-    pending: dict[str, Any] = {}
 
     class CountingTrainer(Trainer):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            pending.update(tokens=int(inputs["attention_mask"].sum()), processed=int(inputs["input_ids"].numel()),
-                           samples=int(inputs["input_ids"].shape[0]))
+            steps[-1].update(tokens=int(inputs["attention_mask"].sum()), processed=int(inputs["input_ids"].numel()),
+                             samples=int(inputs["input_ids"].shape[0]))
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
 
     class StepClock(TrainerCallback):
+        """Step k+1 starts when step k ends: its batch is fetched and the loop's logging runs inside its time."""
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            if not steps:  # the first step (later steps start in on_step_end)
+                lock.acquire()
+                steps.append({})
+                _mark(steps[-1], "start")
+
         def on_step_end(self, args, state, control, **kwargs):
-            steps.append({**pending, "wall": time.perf_counter(), "cpu": time.process_time(), "busy": cpu_busy_s()})
+            _mark(steps[-1], "end")
+            if state.global_step < state.max_steps:
+                lock.release()
+                lock.acquire()
+                steps.append({})
+                _mark(steps[-1], "start")
 
     base = AutoModelForCausalLM.from_pretrained(base_dir, dtype=torch.float32)
     base.config.use_cache = False
@@ -284,74 +343,132 @@ def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
         disable_tqdm=True)
     trainer = CountingTrainer(model=model, args=args, train_dataset=rows, data_collator=pad_to_max,
                               callbacks=[StepClock()])
-    t0, c0 = time.perf_counter(), time.process_time()
-    out = trainer.train()
+    try:
+        trainer.train()
+    finally:
+        lock.release()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-    whole_tokens = sum(s["tokens"] for s in steps)
-    return {"kind": "trainer", "threads": threads, "steps": steps, "start_wall": t0, "start_cpu": c0,
-            "end_wall": time.perf_counter(), "end_cpu": time.process_time(),
-            "whole_tokens_per_s": whole_tokens / out.metrics["train_runtime"], "whole_s": out.metrics["train_runtime"],
-            "whole_tokens": whole_tokens, "final_loss": losses[-1] if losses else None,
+    return {"kind": "trainer", "threads": threads, "steps": steps, "final_loss": losses[-1] if losses else None,
             "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
 
 
 WORKERS = {"ours": worker_ours, "trainer": worker_trainer}
+KINDS = ("ours", "trainer")
 
 
-def run_worker(kind: str, job: dict[str, Any], tmp: Path) -> dict[str, Any]:
-    """Run one measurement in a fresh Python process; returns its result dict (+ steady-state numbers)."""
-    run_dir = Path(job["tmp"])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    job_path, result_path = run_dir / "job.json", run_dir / "result.json"
-    job_path.write_text(json.dumps(job), encoding="utf-8")
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--job", str(job_path),
-           "--result", str(result_path)]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{kind} worker failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
-    return steady(json.loads(result_path.read_text(encoding="utf-8")))
+def run_pair(jobs: dict[str, dict[str, Any]], first: str) -> dict[str, dict[str, Any]]:
+    """Run both workers as fresh processes in lockstep (one step each in turn, `first` first); their results."""
+    fds = {kind: os.pipe() for kind in KINDS}  # kind -> (read, write) of the pipe carrying that kind's token
+    procs, paths = {}, {}
+    with contextlib.ExitStack() as stack:
+        try:
+            _drive_pair(jobs, first, fds, procs, paths, stack)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            for r, w in fds.values():
+                os.close(r)
+                os.close(w)
+    return {kind: steady(json.loads(paths[kind][1].read_text(encoding="utf-8"))) for kind in KINDS}
+
+
+def _drive_pair(jobs: dict[str, dict[str, Any]], first: str, fds: dict[str, tuple[int, int]], procs: dict[str, Any],
+                paths: dict[str, tuple[Path, Path]], stack: contextlib.ExitStack) -> None:
+    """Start both workers, give the first one the token once both are ready, and wait for both to finish."""
+    for kind in KINDS:
+        other = KINDS[1 - KINDS.index(kind)]
+        run_dir = Path(jobs[kind]["tmp"])
+        run_dir.mkdir(parents=True, exist_ok=True)
+        job = {**jobs[kind], "lockstep": {"read_fd": fds[kind][0], "write_fd": fds[other][1],
+                                          "ready": str(run_dir / "ready")}}
+        paths[kind] = (run_dir / "job.json", run_dir / "result.json")
+        paths[kind][0].write_text(json.dumps(job), encoding="utf-8")
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--job", str(paths[kind][0]),
+               "--result", str(paths[kind][1])]
+        env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        log_file = stack.enter_context(open(run_dir / "worker.log", "w", encoding="utf-8"))  # noqa: SIM115
+        procs[kind] = subprocess.Popen(cmd, cwd=run_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                       pass_fds=(fds[kind][0], fds[other][1]))
+    started, done = False, set()
+    while len(done) < len(KINDS):
+        for kind, proc in procs.items():
+            if kind in done or proc.poll() is None:
+                continue
+            if proc.returncode != 0:
+                raise RuntimeError(f"{kind} worker failed (exit {proc.returncode}):\n"
+                                   f"{(Path(jobs[kind]['tmp']) / 'worker.log').read_text()[-4000:]}")
+            done.add(kind)
+            for other in KINDS:  # a finished worker takes no more turns: never leave the other waiting
+                if other not in done:
+                    os.write(fds[other][1], b"t" * 64)
+        if not started and all((Path(jobs[k]["tmp"]) / "ready").exists() for k in KINDS):
+            os.write(fds[first][1], b"t")  # both set up: the turns begin
+            started = True
+        time.sleep(0.2)
 
 
 def steady(r: dict[str, Any]) -> dict[str, Any]:
-    """Steps 2..N: real and processed tokens over the time between the end of step 1 and the end of step N."""
+    """Steps 2..N (step 1 is the warm-up): real and processed tokens over the summed step times."""
     s = r["steps"]
     if len(s) < 2:
         raise SystemExit("--steps must be at least 2 (step 1 is the warm-up)")
     rest = s[1:]
-    wall, cpu = s[-1]["wall"] - s[0]["wall"], s[-1]["cpu"] - s[0]["cpu"]
+    walls = [x["wall_end"] - x["wall_start"] for x in rest]
+    cpus = [x["cpu_end"] - x["cpu_start"] for x in rest]
+    busy = [x["busy_end"] - x["busy_start"] for x in rest]
+    wall, cpu = sum(walls), sum(cpus)
     tokens, processed = sum(x["tokens"] for x in rest), sum(x["processed"] for x in rest)
-    step_walls = [b["wall"] - a["wall"] for a, b in zip(s, s[1:])]
     r.update(steady_s=wall, steady_cpu_s=cpu, steady_tokens=tokens, steady_processed=processed,
              tok_s=tokens / wall, tok_cpu_s=tokens / cpu, processed_tok_s=processed / wall,
-             real_share=tokens / processed, s_per_step=wall / len(rest), step_walls=step_walls,
-             first_step_s=s[0]["wall"] - r["start_wall"], samples_per_step=statistics.mean(x["samples"] for x in s),
-             cpu_per_wall=cpu / wall, others_cpus=max(0.0, (s[-1]["busy"] - s[0]["busy"] - cpu) / wall))
+             real_share=tokens / processed, s_per_step=wall / len(rest), step_walls=walls,
+             fastest_step_tok_s=max(x["tokens"] / w for x, w in zip(rest, walls)),
+             first_step_s=s[0]["wall_end"] - s[0]["wall_start"], samples_per_step=statistics.mean(x["samples"] for x in s),
+             cpu_per_wall=cpu / wall, others_cpus=max(0.0, (sum(busy) - cpu) / wall))
     return r
+
+
+def pooled(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Steady numbers of one kind summed over all its runs."""
+    wall = sum(r["steady_s"] for r in runs)
+    cpu = sum(r["steady_cpu_s"] for r in runs)
+    tokens, processed = sum(r["steady_tokens"] for r in runs), sum(r["steady_processed"] for r in runs)
+    n = sum(len(r["steps"]) - 1 for r in runs)
+    busy_others = sum(r["others_cpus"] * r["steady_s"] for r in runs)
+    return {"tok_s": tokens / wall, "tok_cpu_s": tokens / cpu, "processed_tok_s": processed / wall,
+            "real_share": tokens / processed, "s_per_step": wall / n, "processed_per_step": processed / n,
+            "tokens_per_step": tokens / n, "cpu_per_wall": cpu / wall, "others_cpus": busy_others / wall,
+            "fastest_step_tok_s": max(r["fastest_step_tok_s"] for r in runs),
+            "best_run_tok_s": max(r["tok_s"] for r in runs), "steps": n,
+            "samples_per_step": statistics.mean(r["samples_per_step"] for r in runs),
+            "first_step_s": min(r["first_step_s"] for r in runs), "final_loss": runs[0]["final_loss"],
+            "threads": runs[0]["threads"]}
 
 
 def measure_throughput(params: dict, base_dir: Path, data: dict[str, Any], tmp: Path, steps: int, repeats: int,
                        threads: int, quiet_wait_s: float) -> dict[str, Any]:
     p = bench_params(params, steps)
-    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "trainer": []}
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in KINDS}
+    ratios = []
     for r in range(repeats):
-        # alternating the order spreads a noisy neighbour on this shared machine over both
-        order = ["ours", "trainer"] if r % 2 == 0 else ["trainer", "ours"]
-        for kind in order:
-            log(f"repeat {r + 1}/{repeats}: {kind} ({steps} steps, batch {BATCH}, max_len {TRAIN_MAX_LEN}, "
-                f"{threads} threads, fresh process) ...")
-            others = wait_for_quiet(quiet_wait_s)
-            job = {"params": p, "base_dir": str(base_dir), "threads": threads, "tmp": str(tmp / f"{kind}-{r}"),
-                   "data": data["packed" if kind == "ours" else "unpacked"]["path"]}
-            res = run_worker(kind, job, tmp)
+        first = KINDS[r % 2]
+        log(f"repeat {r + 1}/{repeats}: ours and the Trainer in lockstep, {first} first ({steps} steps each, batch "
+            f"{BATCH}, max_len {TRAIN_MAX_LEN}, {threads} threads, two fresh processes) ...")
+        others = wait_for_quiet(quiet_wait_s)
+        jobs = {kind: {"params": p, "base_dir": str(base_dir), "threads": threads, "tmp": str(tmp / f"{kind}-{r}"),
+                       "data": data["packed" if kind == "ours" else "unpacked"]["path"]} for kind in KINDS}
+        pair = run_pair(jobs, first)
+        for kind, res in pair.items():
             res["others_before"] = others
             runs[kind].append(res)
             log(f"  {kind}: {res['tok_s']:.0f} real tok/s steady ({res['s_per_step']:.2f} s/step, real share "
-                f"{res['real_share']:.1%}, CPU/wall {res['cpu_per_wall']:.2f}, other processes {res['others_cpus']:.2f} "
-                f"CPUs); whole loop "
-                f"{res['whole_tokens_per_s']:.0f} tok/s; final loss {res['final_loss']:.3f}")
-    best = {k: max(v, key=lambda x: x["tok_s"]) for k, v in runs.items()}
-    return {"best": best, "runs": runs, "steps": steps, "repeats": repeats}
+                f"{res['real_share']:.1%}, CPU/wall {res['cpu_per_wall']:.2f}, other processes "
+                f"{res['others_cpus']:.2f} CPUs); final loss {res['final_loss']:.3f}")
+        ratios.append(pair["ours"]["tok_s"] / pair["trainer"]["tok_s"])
+        log(f"  ratio {ratios[-1]:.2f}x")
+    return {"pooled": {kind: pooled(v) for kind, v in runs.items()}, "runs": runs, "ratios": ratios,
+            "steps": steps, "repeats": repeats}
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -397,12 +514,13 @@ def verdicts(results: dict[str, Any]) -> list[str]:
                    f"{r['packed'] / r['naive']:.3f}x)")
     t = results.get("throughput")
     if t:
-        o, b = t["best"]["ours"], t["best"]["trainer"]
+        o, b = t["pooled"]["ours"], t["pooled"]["trainer"]
         ratio = o["tok_s"] / b["tok_s"]
         out.append(f"Training throughput, ours >= {TARGET_SPEEDUP:g}x a plain Trainer with pad-to-max (real tokens/s, "
                    f"batch {BATCH}, max_len {TRAIN_MAX_LEN}): **{'met' if ratio >= TARGET_SPEEDUP else 'not met'}** "
-                   f"({ratio:.2f}x: {o['tok_s']:.0f} vs {b['tok_s']:.0f} tok/s; whole loop "
-                   f"{o['whole_tokens_per_s'] / b['whole_tokens_per_s']:.2f}x)")
+                   f"({ratio:.2f}x: {o['tok_s']:.0f} vs {b['tok_s']:.0f} tok/s over all steady steps; per repeat "
+                   f"{', '.join(f'{x:.2f}x' for x in t['ratios'])}; fastest single step "
+                   f"{o['fastest_step_tok_s'] / b['fastest_step_tok_s']:.2f}x)")
     return out
 
 
@@ -411,7 +529,7 @@ def explanation(results: dict[str, Any]) -> list[str]:
     t = results.get("throughput")
     if not t:
         return []
-    o, b = t["best"]["ours"], t["best"]["trainer"]
+    o, b = t["pooled"]["ours"], t["pooled"]["trainer"]
     ratio = o["tok_s"] / b["tok_s"]
     share_gain = o["real_share"] / b["real_share"]
     per_processed = o["processed_tok_s"] / b["processed_tok_s"]
@@ -428,34 +546,31 @@ def explanation(results: dict[str, Any]) -> list[str]:
             f"into windows that it fills up to max_len with earlier turns as context, so at max_len "
             f"{r256['max_len']} the CPsyCounD samples have a median of {r256['p50']:.0f} tokens and "
             f"{r256['at_max'] / r256['samples']:.0%} are within 8 tokens of max_len; naive padding already keeps "
-            f"{r256['naive']:.1%} real tokens. If the cost were linear in processed tokens, packing could gain at "
-            f"most {r256['packed'] / r256['naive']:.3f}x here; {TARGET_SPEEDUP:g}x would need a naive real-token "
-            f"share of {need:.0%} or less, i.e. samples much shorter than max_len (short single-turn data, or a "
-            f"max_len far above the typical sample).")
-    steps_o, steps_b = len(o["steps"]) - 1, len(b["steps"]) - 1
-    cost = (f"steady step {o['s_per_step']:.2f} s for {o['steady_processed'] / steps_o:,.0f} processed tokens vs "
-            f"{b['s_per_step']:.2f} s for {b['steady_processed'] / steps_b:,.0f}")
+            f"{r256['naive']:.1%} real tokens, and packing finds almost no two samples that fit in one row "
+            f"({o['samples_per_step'] / BATCH:.2f} samples a row in the trained batches). If the cost were linear in "
+            f"processed tokens, packing could gain at most {r256['packed'] / r256['naive']:.3f}x here; "
+            f"{TARGET_SPEEDUP:g}x would need a naive real-token share of {need:.0%} or less, i.e. samples much "
+            f"shorter than max_len (short single-turn data, or a max_len far above the typical sample).")
+    cost = (f"{o['s_per_step']:.2f} s a step for {o['processed_per_step']:,.0f} processed tokens vs "
+            f"{b['s_per_step']:.2f} s for {b['processed_per_step']:,.0f}")
     if abs(per_processed - 1) < 0.05:
         lines.append(f"Per processed token the two steps cost the same within 5% ({cost}): the packed step's 4D "
                      f"block-diagonal mask (built per batch by `packing.collate`) costs nothing measurable here, and "
-                     f"neither does the Trainer's machinery.")
+                     f"neither does either loop's own per-step work.")
     else:
-        quiet = max(o["others_cpus"], b["others_cpus"]) < 0.3
-        where = ("both kept runs had the machine to themselves (other processes under 0.3 CPUs), so this is a "
-                 "difference between the two steps themselves: the packed step's 4D float mask and per-sample "
-                 "position_ids against the 2D mask that transformers turns into a boolean 4D one, and each loop's "
-                 "own per-step work" if quiet else
-                 f"the kept runs shared the machine (other processes used {o['others_cpus']:.2f} and "
-                 f"{b['others_cpus']:.2f} CPUs), so part of this gap is load, not code")
         lines.append(f"Per processed token the packed step is {abs(per_processed - 1):.0%} "
-                     f"{'faster' if per_processed > 1 else 'slower'} ({cost}); {where}.")
+                     f"{'faster' if per_processed > 1 else 'slower'} ({cost}). Both run the same model code with "
+                     f"an explicit attention mask (the packed step's 4D float block mask; for the padded batches, "
+                     f"which all hold padding, transformers builds a boolean 4D one from the 2D mask); the rest is "
+                     f"each loop's own per-step work.")
     lines.append(
-        f"Threads: torch.get_num_threads() = {o['threads']} in both on {os.cpu_count()} CPUs; in the kept runs CPU "
-        f"time per wall second was {o['cpu_per_wall']:.2f} (ours) and {b['cpu_per_wall']:.2f} (Trainer), and other "
-        f"processes used {o['others_cpus']:.2f} and {b['others_cpus']:.2f} CPUs on average. The machine is shared "
-        f"and a busy neighbour slows a {o['threads']}-thread step far more than its share of the CPUs (torch's "
-        f"threads wait for each other), so the best run of each is kept and every run is listed with the load "
-        f"beside it; the CPU-time column is not free of this either.")
+        f"Threads and load: torch.get_num_threads() = {o['threads']} in both on {os.cpu_count()} CPUs. The machine "
+        f"is shared, and a busy neighbour slows a {o['threads']}-thread step far more than its share of the CPUs "
+        f"(torch's threads wait for each other), which is why the two run in lockstep: both see the same "
+        f"neighbours, step by step. During the steady steps other processes used {o['others_cpus']:.2f} CPUs on "
+        f"average beside ours and {b['others_cpus']:.2f} beside the Trainer; CPU time per wall second was "
+        f"{o['cpu_per_wall']:.2f} and {b['cpu_per_wall']:.2f}. The absolute tokens/s depend on that load (the best "
+        f"single run reached {o['best_run_tok_s']:.0f} and {b['best_run_tok_s']:.0f} tok/s); the ratio much less.")
     return lines
 
 
@@ -493,7 +608,7 @@ def render(results: dict[str, Any]) -> str:
             f"| **{r['packed']:.3f}** | {r['packed'] / r['naive']:.3f}x |")
     t = results.get("throughput")
     if t:
-        o, b = t["best"]["ours"], t["best"]["trainer"]
+        o, b = t["pooled"]["ours"], t["pooled"]["trainer"]
         d = results["train_data"]
         lines += [
             "",
@@ -509,29 +624,33 @@ def render(results: dict[str, Any]) -> str:
              f"{results['lora']['r']} / alpha {results['lora']['alpha']} / dropout {results['lora']['dropout']} on "
              f"{', '.join(results['lora']['target_modules'])} (peft), batch {BATCH}, grad_accum 1, {t['steps']} "
              f"steps, AdamW (torch, non-fused) lr {results['lr']:g}, cosine with warmup, clipping 1.0, seed "
-             f"{results['seed']}, {o['threads']} torch threads. Each run is a fresh process; the two alternate over "
-             f"{t['repeats']} repeat(s), the best of each is kept. *steady* = steps 2..{t['steps']}: real tokens "
-             f"over the wall time from the end of step 1 to the end of the last step (data loading and collation "
-             f"included; step 1's one-off costs and finetune's final checkpoint left out); *whole loop* = what each "
-             f"tool reports for its loop (finetune's metrics `tokens_per_s`, incl. the final checkpoint; "
-             f"Trainer's `train_runtime`)."),
+             f"{results['seed']}, {o['threads']} torch threads."),
+            (f"- Timing: each repeat runs the two as fresh processes in lockstep: once both are set up they take "
+             f"turns, one optimizer step each (a token passed over a pipe; the first mover alternates between "
+             f"repeats), so they never run at the same time and both meet the same neighbours on this shared "
+             f"machine. A step is timed from its start (ours: before `_Loader.step` loads and collates its rows; "
+             f"Trainer: from the end of the previous step, so its batch fetch and logging count) to the end of its "
+             f"optimizer step, by wrappers installed in the worker processes only (finetune's `_Loader.step` / "
+             f"`_train_step`, a TrainerCallback and `compute_loss`). *steady* = steps 2..{t['steps']} (step 1 is "
+             f"the warm-up), summed over all {t['repeats']} repeat(s); real tokens = non-pad tokens of the step's "
+             f"batch; *fastest step* = the best single steady step of each kind."),
             "",
             ("| run | real tok/s (steady) | ratio | by CPU time | processed tok/s | real share of processed "
-             "| s / step | samples / step | step 1 s (incl. setup) | whole loop tok/s | whole-loop ratio "
-             "| final loss |"),
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+             "| s / step | samples / step | fastest step tok/s (ratio) | step 1 s | final loss |"),
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for label, x in (("plain Trainer, pad to max_len (baseline)", b), ("ours: finetune(), packed", o)):
             lines.append(
                 f"| {label} | {x['tok_s']:.0f} | **{x['tok_s'] / b['tok_s']:.2f}x** | "
                 f"{x['tok_cpu_s'] / b['tok_cpu_s']:.2f}x | {x['processed_tok_s']:.0f} | {x['real_share']:.1%} "
-                f"| {x['s_per_step']:.2f} | {x['samples_per_step']:.1f} | {x['first_step_s']:.1f} "
-                f"| {x['whole_tokens_per_s']:.0f} | {x['whole_tokens_per_s'] / b['whole_tokens_per_s']:.2f}x "
-                f"| {x['final_loss']:.3f} |")
-        every = "; ".join(f"{k}: " + ", ".join(f"{r['tok_s']:.0f} ({r['others_cpus']:.2f})" for r in v)
-                          for k, v in t["runs"].items())
-        lines += ["", (f"Every run, in order within each kind: steady real tok/s (other processes' average CPU use "
-                       f"during the steady steps, in CPUs): {every}.")]
+                f"| {x['s_per_step']:.2f} | {x['samples_per_step']:.1f} "
+                f"| {x['fastest_step_tok_s']:.0f} ({x['fastest_step_tok_s'] / b['fastest_step_tok_s']:.2f}x) "
+                f"| {x['first_step_s']:.1f} | {x['final_loss']:.3f} |")
+        per_repeat = "; ".join(
+            f"repeat {i + 1} ({KINDS[i % 2]} first): ours {ro['tok_s']:.0f}, Trainer {rb['tok_s']:.0f} tok/s, "
+            f"{ro['tok_s'] / rb['tok_s']:.2f}x, other processes {ro['others_cpus']:.2f} / {rb['others_cpus']:.2f} CPUs"
+            for i, (ro, rb) in enumerate(zip(t["runs"]["ours"], t["runs"]["trainer"])))
+        lines += ["", f"Per repeat (steady): {per_repeat}."]
     lines += ["", "### Verdict", "", *[f"- {v}" for v in verdicts(results)]]
     why = explanation(results)
     if why:
@@ -610,10 +729,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps must be >= 2, --repeats and --threads >= 1")
 
     import polars as pl
+    from counseltune.schemas.tables import CuratedDialogs, Turns
     from transformers import AutoTokenizer
 
     from counseltune.config import load_params
-    from counseltune.schemas.tables import CuratedDialogs, Turns
     from counseltune.tables.io import read_table
     from counseltune.train.sft_data import select_dialogs
 

@@ -45,9 +45,10 @@ def alternating(dialog: str, n: int, first: str = "client") -> list[tuple[str, s
 
 
 def make_params(params: dict, *, dialogs=None, turns=None, max_new_tokens=4, batch_size=8, temperature=0.0,
-                seed=7, split="test") -> dict:
+                seed=7, split="test", prompt_tokens=None) -> dict:
     p = copy.deepcopy(params)
-    p["predict"] = {"split": split, "max_dialogs_per_source": dialogs, "max_turns_per_dialog": turns}
+    p["predict"] = {"split": split, "max_dialogs_per_source": dialogs, "max_turns_per_dialog": turns,
+                    "max_prompt_tokens": prompt_tokens}
     p["evaluate"]["seed"] = seed
     p["models"][SMOLLM]["decode"] |= {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
                                       "temperature": temperature}
@@ -245,6 +246,18 @@ def test_predictions_validate_and_keep_item_order_after_length_sorting(tmp_path,
     assert stats["items"] == 9 and stats["skipped"] == 0 and stats["batches"] == 3
     assert stats["tokens_generated"] == table["new_tokens"].sum() and stats["prompt_tokens"] == sum(lengths)
     assert not list(out.parent.glob(".*tmp*")), "the write must be atomic (no temporary file left)"
+
+
+def test_predict_max_prompt_tokens_caps_every_prompt(tmp_path, params, tiny_dir):
+    processed = write_processed(tmp_path / "processed", [("toy:d1", "toy", alternating("d1", 10))])
+    out = tmp_path / "base.parquet"
+
+    stats = predict(make_params(params, prompt_tokens=80), SMOLLM, "base", tiny_dir, None, processed, out,
+                    progress=False)
+
+    table = read_table(out, Predictions)
+    assert stats["prompt_token_cap"] == 80 and table["prompt_tokens"].max() <= 80
+    assert stats["items"] == 5 and stats["truncated_prompts"] == 3  # turns 1 and 3 fit whole (40, 71 tokens)
 
 
 def test_sampled_replies_are_reproducible_with_the_seed(tmp_path, params, tiny_dir):

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from counseltune.train.render import IGNORE
+from counseltune.train.render import IGNORE, TokenCounts
 
 MASKED_IMPLEMENTATIONS = ("eager", "sdpa")
 
@@ -29,7 +29,7 @@ class PackingError(ValueError):
 
 
 @dataclass
-class Packed:
+class Packed(TokenCounts):
     """One packed row: samples concatenated; position_ids restart per sample; seq_lens are their lengths."""
 
     input_ids: list[int]
@@ -38,13 +38,6 @@ class Packed:
     seq_lens: list[int]
     dialog_ids: list[str]
 
-    @property
-    def n_tokens(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def n_loss_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != IGNORE)
 
 
 @dataclass(frozen=True)

@@ -49,14 +49,11 @@ class RenderError(ValueError):
     """The chat template cannot render a dialog so that counselor spans are found; the message says why."""
 
 
-@dataclass
-class Sample:
-    """One training sequence: token ids, labels (-100 where no loss) and where it came from."""
+class TokenCounts:
+    """Token counts of anything with input_ids and labels (a rendered sample, a packed row)."""
 
     input_ids: list[int]
     labels: list[int]
-    dialog_id: str = ""
-    window: int = 0
 
     @property
     def n_tokens(self) -> int:
@@ -65,6 +62,17 @@ class Sample:
     @property
     def n_loss_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE)
+
+
+@dataclass
+class Sample(TokenCounts):
+    """One training sequence: token ids, labels (-100 where no loss) and where it came from."""
+
+    input_ids: list[int]
+    labels: list[int]
+    dialog_id: str = ""
+    window: int = 0
+
 
 
 @dataclass

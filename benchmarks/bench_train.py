@@ -17,11 +17,12 @@ Two measurements, for the issue's targets:
    a plain `transformers.Trainer` on the unpacked samples of the same dataset padded to max_len by a simple
    pad collator. Same model (fp32, the default attention), same LoRA config (peft, from params.yaml), same
    batch size (4), max_len (256), number of steps (--steps), AdamW (non-fused), lr schedule and clipping, same
-   torch thread count. Every run is a fresh Python process; the two alternate over --repeats and the best of
-   each is kept. Per-step wall and CPU time are recorded (finetune's `_train_step` / `_Loader.step` and the
-   Trainer's `compute_loss` / `on_step_end` are wrapped in the worker process only); the headline is the
-   steady state, steps 2..N (the first step's one-off costs and finetune's final checkpoint left out), and the
-   whole-loop numbers each tool reports are shown too. Target: >= 1.5x.
+   torch thread count. Each repeat starts both as fresh Python processes and, once both are set up, runs them
+   in lockstep: one optimizer step each in turn (a token passed over a pipe), so they never overlap and meet
+   the same neighbours on this shared machine. Each step is timed from its start to the end of its optimizer
+   step (finetune's `_Loader.step` / `_train_step` and the Trainer's callbacks / `compute_loss` are wrapped in
+   the worker processes only). Reported: steps 2..N summed over the repeats (step 1 is the warm-up), per
+   repeat, and the fastest single step. Target: >= 1.5x.
 
 Everything is written to a temporary directory (never to data/, models/ or metrics/). Results go to --out
 (benchmarks/RESULTS.md) between `<!-- bench_train:start -->` and `<!-- bench_train:end -->`; other sections are
@@ -688,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             "RAW_ROOT, else data/processed), packed vs naive pad-to-max_len, at max_len 256 and 1024 (target >= "
             "0.95 packed). (2) Real (non-pad) tokens/s of counseltune's finetune() on a packed SFT dataset vs a plain "
             "transformers Trainer padding every sample to max_len: same model, LoRA, batch 4, max_len 256, steps, "
-            "thread count; fresh process per run, alternating, best of --repeats (target >= 1.5x). Works in a "
+            "thread count; two fresh processes per repeat taking turns step by step (target >= 1.5x). Works in a "
             "temporary directory and writes its section of OUT."),
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS.md",
@@ -696,12 +697,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=10,
                         help="optimizer steps per training run (default 10; step 1 is the warm-up, min 2)")
     parser.add_argument("--repeats", type=int, default=2,
-                        help="alternating repeats of both training runs; the best of each is kept (default 2)")
+                        help="lockstep repeats of both training runs, the first mover alternating (default 2)")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                         help="torch.set_num_threads in both training runs (default: the CPU count)")
-    parser.add_argument("--quiet-wait", type=float, default=300,
-                        help="before each training run, wait up to this many seconds for other processes to use "
-                             "under 0.3 CPUs (default 300; 0 = do not wait)")
+    parser.add_argument("--quiet-wait", type=float, default=120,
+                        help="before each repeat, wait up to this many seconds for other processes to use under "
+                             "0.3 CPUs (default 120; 0 = do not wait)")
     parser.add_argument("--dialogs", type=int, default=600,
                         help="CPsyCounD dialogs for the padding measurement, evenly spaced by id (default 600)")
     parser.add_argument("--train-dialogs", type=int, default=120,

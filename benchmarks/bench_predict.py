@@ -266,7 +266,9 @@ def verdict_and_limits(a: dict[str, Any]) -> tuple[list[str], list[str]]:
              "of a dialog then no longer share a prefix.")),
         (f"Threads: torch.get_num_threads() = {a['threads']} on {os.cpu_count()} CPUs. The machine is shared: "
          f"CPU time per wall second was {b['cpu_s'] / b['wall_s']:.2f} (batched) and {s['cpu_s'] / s['wall_s']:.2f} "
-         f"(one at a time) of the {a['threads']} possible; the CPU-time ratio above is the contention-free estimate."),
+         f"(one at a time) of the {a['threads']} possible. Below {a['threads'] * 0.95:.1f}, other jobs took CPU "
+         f"from that run and stretched its wall time; the CPU-time ratio ({a['cpu_ratio']:.2f}x) is less sensitive "
+         f"to that (though a starved thread's spin-waiting also costs CPU time)."),
     ]
     return verdict, limits
 

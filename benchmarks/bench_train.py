@@ -548,8 +548,10 @@ def explanation(results: dict[str, Any]) -> list[str]:
             f"{r256['max_len']} the CPsyCounD samples have a median of {r256['p50']:.0f} tokens and "
             f"{r256['at_max'] / r256['samples']:.0%} are within 8 tokens of max_len; naive padding already keeps "
             f"{r256['naive']:.1%} real tokens, and packing finds almost no two samples that fit in one row "
-            f"({o['samples_per_step'] / BATCH:.2f} samples a row in the trained batches). If the cost were linear in "
-            f"processed tokens, packing could gain at most {r256['packed'] / r256['naive']:.3f}x here; "
+            f"({o['samples_per_step'] / BATCH:.2f} samples a row in the trained batches). Over this whole distribution, "
+            f"if the cost were linear in processed tokens, packing could gain at most "
+            f"{r256['packed'] / r256['naive']:.3f}x (the {share_gain:.3f}x in real share above comes from the few "
+            f"batches the {o['steps'] + len(t['ratios'])} steps of each kind happened to draw); "
             f"{TARGET_SPEEDUP:g}x would need a naive real-token share of {need:.0%} or less, i.e. samples much "
             f"shorter than max_len (short single-turn data, or a max_len far above the typical sample).")
     cost = (f"{o['s_per_step']:.2f} s a step for {o['processed_per_step']:,.0f} processed tokens vs "

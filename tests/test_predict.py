@@ -226,6 +226,29 @@ def test_stop_tokens_are_the_templates_end_of_turn(smollm_dir, tokenizer):
     assert gemma.convert_tokens_to_ids("<end_of_turn>") in stop_token_ids(Stub(), gemma)
 
 
+def test_batching_matches_one_at_a_time_on_a_sliding_window_model(tokenizer):
+    """Gemma 3 mixes sliding-window and global layers: the static CPU cache must handle both under left padding."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig, GenerationConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=8,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                              pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+    model = Gemma3ForCausalLM(config).eval()
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id)
+    tok = copy.deepcopy(tokenizer)
+    tok.padding_side = "left"
+    prompts = [torch.randint(3, 1000, (n,)).tolist() for n in (30, 12, 21, 5)]  # longer and shorter than the window
+    decode = {"max_new_tokens": 6, "temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.1}
+
+    batched, _ = generate(model, tok, prompts, decode | {"batch_size": 4}, seed=0, progress=False)
+    alone, _ = generate(model, tok, prompts, decode | {"batch_size": 1}, seed=0, progress=False)
+
+    assert batched == alone
+
+
 def test_predictions_validate_and_keep_item_order_after_length_sorting(tmp_path, params, tiny_dir):
     rng = random.Random(0)
     dialogs = [(f"toy:d{k}", "toy", [(r, t + " more" * rng.randrange(0, 30)) for r, t in alternating(f"d{k}", 6)])

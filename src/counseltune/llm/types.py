@@ -1,0 +1,69 @@
+"""The LLM client's contract, shared by synthesis, judging and simulated clients.
+
+A stage builds ChatRequests, hands a list of them to a Client's `complete` and gets one Reply or one Failure
+per request back, in order. Everything about transport (async, retries, cache, accounting, budget, privacy
+guard) stays behind that call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion. Every field is part of the cache key (with backend and model)."""
+
+    messages: tuple[tuple[str, str], ...]   # (role, content) pairs; role in system | user | assistant
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    prompt_version: str = "v1"              # bump when a prompt template changes: old answers stop matching
+    json_mode: bool = False                 # ask for a JSON object (the caller still validates it)
+    tag: str = ""                           # caller's label for logs/accounting (not part of the cache key)
+
+    @staticmethod
+    def of(messages: Sequence[dict[str, str]], **kwargs) -> "ChatRequest":
+        return ChatRequest(tuple((m["role"], m["content"]) for m in messages), **kwargs)
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    tokens_in: int
+    tokens_out: int
+    finish_reason: str       # stop | length
+    cached: bool
+    redactions: int = 0      # personal identifiers the privacy guard replaced in this request
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A request that could not be answered after every retry; reported, never written as data."""
+
+    reason: str              # http_429 | http_5xx | timeout | connection | malformed | truncated | budget | ...
+    detail: str
+    attempts: int
+
+
+@dataclass
+class Usage:
+    requests: int = 0        # paid requests sent (retries included)
+    cache_hits: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    failures: dict[str, int] = field(default_factory=dict)
+    redactions: int = 0
+
+
+class Client(Protocol):
+    backend: str
+    model: str
+    usage: Usage
+
+    def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[Reply | Failure]:
+        """Answer every request (concurrently where the backend can), in order; shows a progress bar."""
+        ...

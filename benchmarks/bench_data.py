@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shlex
 import subprocess
@@ -32,8 +30,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import machine, markers, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_data:start -->", "<!-- bench_data:end -->"
+START, END = markers("bench_data")
 # source name in params.yaml -> its full corpus below the raw root
 CORPORA = {
     "cpsycound": "CPsyCounD/Data",
@@ -287,44 +287,8 @@ def run_worker(kind: str, job: dict[str, Any], tmp: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- report
 
 
-def shell(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
-def machine() -> dict[str, str]:
-    cpu, mem = "?", "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {
-        "date": shell(["date"]),
-        "nproc": shell(["nproc"]) or str(os.cpu_count()),
-        "cpu": cpu,
-        "ram": mem,
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "polars": version("polars"),
-        "pandera": version("pandera"),
-    }
 
 
 def fmt_rate(x: float) -> str:
@@ -467,24 +431,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(out: Path, section: str) -> None:
-    if out.exists():
-        text = out.read_text(encoding="utf-8")
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            tail = rest.split(END, 1)[1].lstrip("\n")
-            text = head + section + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = (
-            "# Benchmark results\n\n"
-            "Each script in benchmarks/ writes (and on a re-run replaces) only its own section, delimited by "
-            "`<!-- <script>:start -->` / `<!-- <script>:end -->`. See benchmarks/README.md.\n\n"
-            + section
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
 
 
 def verdicts(ingest: list[dict[str, Any]]) -> tuple[list[str], bool]:
@@ -669,7 +615,7 @@ def main(argv: list[str] | None = None) -> int:
 
     peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
     results = {
-        "machine": machine(),
+        "machine": machine("polars", "pandera"),
         "command": command,
         "raw_root": str(args.raw_root),
         "missing": missing,
@@ -680,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
         "verdicts": verdict_lines,
         "profile": profile,
     }
-    write_section(args.out, render(results))
+    write_section(args.out, render(results), "bench_data")
     for line in verdict_lines:
         log(line.replace("**", ""))
     log(f"done in {time.perf_counter() - started:.1f} s; results written to {args.out}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -31,11 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import ensure_model, machine, markers, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_predict:start -->", "<!-- bench_predict:end -->"
+START, END = markers("bench_predict")
 MODEL = "smollm2-135m-instruct"
 N_PROMPTS, BATCH, MAX_NEW_TOKENS, TARGET_RATIO = 32, 8, 48, 4.0
-MODEL_CACHE = Path(os.environ.get("COUNSELTUNE_MODEL_CACHE", Path.home() / ".cache" / "counseltune" / "models"))
 
 
 def log(message: str) -> None:
@@ -53,16 +53,6 @@ def ensure_processed(processed: Path) -> None:
     subprocess.run(["snakemake", "--cores", "2", "data"], cwd=ROOT, env=env, check=True)
 
 
-def ensure_model(model_dir: Path | None, params: dict) -> Path:
-    if model_dir is not None:
-        return model_dir
-    out = MODEL_CACHE / MODEL
-    if not (out / "counseltune_base.json").exists():
-        from counseltune.models.base import prepare_base_model
-
-        log(f"building the base model into {out} ...")
-        prepare_base_model(MODEL, params["models"][MODEL], out)
-    return out
 
 
 def choose_prompts(params: dict, processed: Path, tokenizer, cap: int) -> list:
@@ -207,33 +197,8 @@ def analyse(m: dict[str, Any], prompts: list) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------- report
 
 
-def shell(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              check=False).stdout.strip()
-    except OSError:
-        return "?"
 
 
-def machine() -> dict[str, str]:
-    cpu, mem = "?", "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {"date": shell(["date"]), "nproc": shell(["nproc"]) or str(os.cpu_count()), "cpu": cpu, "ram": mem,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "torch": version("torch"), "transformers": version("transformers"),
-            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"}
 
 
 def verdict_and_limits(a: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -331,21 +296,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(out: Path, section: str) -> None:
-    if out.exists():
-        text = out.read_text(encoding="utf-8")
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            tail = rest.split(END, 1)[1].lstrip("\n")
-            text = head + section + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = ("# Benchmark results\n\n"
-                "Each script in benchmarks/ writes (and on a re-run replaces) only its own section, delimited by "
-                "`<!-- <script>:start -->` / `<!-- <script>:end -->`. See benchmarks/README.md.\n\n" + section)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -380,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)])
     params = load_params(args.params)
     ensure_processed(args.processed)
-    model_dir = ensure_model(args.model_dir, params)
+    model_dir = ensure_model(MODEL, args.model_dir, params, log)
     mp = params["models"][MODEL]
     decode = {**mp["decode"], "temperature": 0.0}
     model, tokenizer = load_model(model_dir, "base", None, mp)
@@ -395,11 +345,11 @@ def main(argv: list[str] | None = None) -> int:
         f"(cap {cap}, {truncated} truncated)")
 
     analysis = analyse(measure(model, tokenizer, prompts, decode, args.repeats), prompts)
-    results = {"machine": machine(), "command": command, "analysis": analysis, "repeats": args.repeats,
+    results = {"machine": machine("torch", "transformers"), "command": command, "analysis": analysis, "repeats": args.repeats,
                "sources": ", ".join(f"{k} {v}" for k, v in sorted(sources.items())), "cap": cap,
                "truncated": truncated,
                "repetition_penalty": decode["repetition_penalty"]}
-    write_section(args.out, render(results))
+    write_section(args.out, render(results), "bench_predict")
     for line in verdict_and_limits(analysis)[0]:
         log(line.replace("**", ""))
     log(f"done in {time.perf_counter() - started:.0f} s; results written to {args.out}")

@@ -36,7 +36,6 @@ import contextlib
 import copy
 import json
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -46,14 +45,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import ensure_model, machine, markers, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_train:start -->", "<!-- bench_train:end -->"
+START, END = markers("bench_train")
 MODEL = "smollm2-135m-instruct"
 SOURCE = "cpsycound"
 MAX_LENS = (256, 1024)
 TRAIN_MAX_LEN, BATCH = 256, 4
 TARGET_EFFICIENCY, TARGET_SPEEDUP = 0.95, 1.5
-MODEL_CACHE = Path(os.environ.get("COUNSELTUNE_MODEL_CACHE", Path.home() / ".cache" / "counseltune" / "models"))
 
 
 def log(message: str) -> None:
@@ -63,17 +63,6 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------------------------- setup
 
 
-def ensure_model(model_dir: Path | None, params: dict) -> Path:
-    """The converted model folder: --model-dir, else the shared cache (built with prepare_base_model when missing)."""
-    if model_dir is not None:
-        return model_dir
-    out = MODEL_CACHE / MODEL
-    if not (out / "counseltune_base.json").exists():
-        from counseltune.models.base import prepare_base_model
-
-        log(f"building the base model into {out} ...")
-        prepare_base_model(MODEL, params["models"][MODEL], out)
-    return out
 
 
 def load_corpus(params: dict, raw_root: Path, processed: Path) -> tuple[Any, Any, str]:
@@ -475,34 +464,8 @@ def measure_throughput(params: dict, base_dir: Path, data: dict[str, Any], tmp: 
 # --------------------------------------------------------------------------------------------- report
 
 
-def shell(cmd: list[str]) -> str:
-    try:
-        return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              check=False).stdout.strip()
-    except OSError:
-        return "?"
 
 
-def machine() -> dict[str, str]:
-    cpu, mem = "?", "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-                break
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    return {"date": shell(["date"]), "nproc": shell(["nproc"]) or str(os.cpu_count()), "cpu": cpu, "ram": mem,
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "torch": version("torch"), "transformers": version("transformers"), "peft": version("peft"),
-            "accelerate": version("accelerate"),
-            "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"}
 
 
 def verdicts(results: dict[str, Any]) -> list[str]:
@@ -662,21 +625,6 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(out: Path, section: str) -> None:
-    if out.exists():
-        text = out.read_text(encoding="utf-8")
-        if START in text and END in text:
-            head, rest = text.split(START, 1)
-            tail = rest.split(END, 1)[1].lstrip("\n")
-            text = head + section + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-    else:
-        text = ("# Benchmark results\n\n"
-                "Each script in benchmarks/ writes (and on a re-run replaces) only its own section, delimited by "
-                "`<!-- <script>:start -->` / `<!-- <script>:end -->`. See benchmarks/README.md.\n\n" + section)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -742,7 +690,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     command = shlex.join(["python", "benchmarks/bench_train.py", *(sys.argv[1:] if argv is None else argv)])
     params = load_params(args.params)
-    base_dir = ensure_model(args.model_dir, params)
+    base_dir = ensure_model(MODEL, args.model_dir, params, log)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
 
     log("reading CPsyCounD ...")
@@ -781,8 +729,8 @@ def main(argv: list[str] | None = None) -> int:
             results["train_data"] = data
             results["throughput"] = measure_throughput(params, base_dir, data, tmp, args.steps, args.repeats,
                                                        args.threads, args.quiet_wait)
-    results["machine"] = machine()
-    write_section(args.out, render(results))
+    results["machine"] = machine("torch", "transformers", "peft", "accelerate")
+    write_section(args.out, render(results), "bench_train")
     for line in verdicts(results):
         log(line.replace("**", ""))
     log(f"done in {time.perf_counter() - started:.0f} s; results written to {args.out}")

@@ -22,6 +22,7 @@ MI_CODES = [
     "affirm", "general",
 ]
 CLIENT_TALK = ["change", "neutral", "sustain"]
+VARIANTS = ("base", "finetuned")  # a prediction comes from the base model or its fine-tuned adapter
 # A normalized text has no control characters (tab and newline excepted) and no outer whitespace.
 _CONTROL = r"[\x00-\x08\x0b-\x1f\x7f\u200b\u200c\u200d\u2060\ufeff]"
 
@@ -106,3 +107,23 @@ class Quarantine(pa.DataFrameModel):
     class Config:
         strict = True
         coerce = True
+
+
+class Predictions(pa.DataFrameModel):
+    """One row per predicted counselor turn: the reference and the model's reply (predictions/<name>/<variant>.parquet)."""
+
+    model: str = pa.Field(str_length={"min_value": 1})
+    variant: str = pa.Field(isin=list(VARIANTS))
+    dialog_id: str = pa.Field(str_matches=r"^[a-z0-9_\-]+:\S+$")
+    turn_index: int = pa.Field(ge=1)  # a predicted turn always has history (the assistant-first rule)
+    source: str = pa.Field(str_matches=r"^[a-z0-9_\-]+(:[a-z0-9_\-]+)?$")
+    language: str = pa.Field(isin=LANGUAGES)
+    reference: str = pa.Field(str_length={"min_value": 1})
+    hypothesis: str = pa.Field()  # may be empty: the model can end its turn at once
+    prompt_tokens: int = pa.Field(ge=1)
+    new_tokens: int = pa.Field(ge=0)
+
+    class Config:
+        strict = True
+        coerce = True
+        unique = ["model", "variant", "dialog_id", "turn_index"]

@@ -68,3 +68,18 @@ def base_model_dir():
         return out
 
     return get
+
+
+@pytest.fixture(scope="session")
+def processed_sample(tmp_path_factory) -> Path:
+    """data/processed built from the bundled sample by the real ingest and curate steps (once per session)."""
+    from counseltune.config import load_params
+    from counseltune.curate.run import curate
+    from counseltune.ingest.run import ingest_source
+
+    params = load_params(REPO / "params.yaml")
+    root = tmp_path_factory.mktemp("processed-sample")
+    for name, source in params["sources"].items():
+        ingest_source(params, name, REPO / source["path"], root / "interim" / name, root / "stats" / f"{name}.json")
+    curate(params, root / "interim", root / "processed", root / "stats" / "curate.json")
+    return root / "processed"

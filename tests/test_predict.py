@@ -10,9 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from counseltune.predict import (Predictions, generate, load_model, predict, render, render_prompts, seeded_hash,
+from counseltune.predict import (generate, load_model, predict, render, render_prompts, seeded_hash,
                                  select_items, stop_token_ids)
-from counseltune.schemas.tables import CuratedDialogs, Turns
+from counseltune.schemas.tables import CuratedDialogs, Predictions, Turns
 from counseltune.tables.io import read_table, write_table
 from tests.conftest import dialog_rows, frames
 
@@ -49,7 +49,7 @@ def make_params(params: dict, *, dialogs=None, turns=None, max_new_tokens=4, bat
     p = copy.deepcopy(params)
     p["predict"] = {"split": split, "max_dialogs_per_source": dialogs, "max_turns_per_dialog": turns,
                     "max_prompt_tokens": prompt_tokens}
-    p["evaluate"]["seed"] = seed
+    p["predict"]["seed"] = seed
     p["models"][SMOLLM]["decode"] |= {"max_new_tokens": max_new_tokens, "batch_size": batch_size,
                                       "temperature": temperature}
     return p

@@ -188,7 +188,11 @@ def _predict(args) -> int:
 
     if args.variant == "finetuned" and args.adapter is None:
         raise ParamsError("predict --variant finetuned needs --adapter models/adapters/<model>")
-    predict(load_params(args.params), args.model, args.variant, args.base, args.adapter, args.processed, args.out)
+    stats = predict(load_params(args.params), args.model, args.variant, args.base, args.adapter, args.processed, args.out)
+    skipped = ", ".join(f"{k} {v}" for k, v in stats["skipped_by_reason"].items()) or "none"
+    print(f"predict {args.model} ({args.variant}): {stats['items']} replies, {stats['tokens_generated']} new tokens "
+          f"({stats['tokens_per_s']:.1f} tok/s), {stats['wall_s']:.1f} s in all; {stats['truncated_prompts']} prompts truncated to {stats['prompt_token_cap']} "
+          f"tokens; skipped: {skipped} -> {args.out}")
     return 0
 
 

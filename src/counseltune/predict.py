@@ -27,38 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandera.polars as pa
 import polars as pl
 from jinja2.exceptions import TemplateError
 
 from counseltune.config import model_params
-from counseltune.schemas.tables import LANGUAGES, CuratedDialogs, Turns
+from counseltune.schemas.tables import VARIANTS, CuratedDialogs, Predictions, Turns
 from counseltune.tables.io import read_table, write_table
 
-VARIANTS = ("base", "finetuned")
 CHAT_ROLES = {"client": "user", "counselor": "assistant", "system": "system"}
 # End-of-turn markers of the chat formats in use; one stops generation when the template writes it.
 END_OF_TURN_MARKERS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
-
-
-class Predictions(pa.DataFrameModel):
-    """One row per predicted counselor turn: the reference and the model's reply (predictions/<name>/<variant>.parquet)."""
-
-    model: str = pa.Field(str_length={"min_value": 1})
-    variant: str = pa.Field(isin=list(VARIANTS))
-    dialog_id: str = pa.Field(str_matches=r"^[a-z0-9_\-]+:\S+$")
-    turn_index: int = pa.Field(ge=1)  # a predicted turn always has history (the assistant-first rule)
-    source: str = pa.Field(str_matches=r"^[a-z0-9_\-]+(:[a-z0-9_\-]+)?$")
-    language: str = pa.Field(isin=LANGUAGES)
-    reference: str = pa.Field(str_length={"min_value": 1})
-    hypothesis: str = pa.Field()  # may be empty: the model can end its turn at once
-    prompt_tokens: int = pa.Field(ge=1)
-    new_tokens: int = pa.Field(ge=0)
-
-    class Config:
-        strict = True
-        coerce = True
-        unique = ["model", "variant", "dialog_id", "turn_index"]
 
 
 @dataclass(frozen=True)
@@ -96,7 +74,7 @@ def predict(params: dict, model: str, variant: str, base_dir: Path, adapter_dir:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     mp = model_params(params, model)
     decode = mp["decode"]
-    seed = params["evaluate"]["seed"]
+    seed = params["predict"]["seed"]
     items, skipped = select_items(params, Path(processed_dir))
     lm, tokenizer = load_model(Path(base_dir), variant, Path(adapter_dir) if adapter_dir else None, mp)
     context_cap = prompt_token_cap(lm, tokenizer, decode["max_new_tokens"])
@@ -126,7 +104,7 @@ def predict(params: dict, model: str, variant: str, base_dir: Path, adapter_dir:
 
 def select_items(params: dict, processed_dir: Path) -> tuple[list[Item], Counter]:
     """Curated tables -> the counselor turns to predict (in source, dialog_id, turn_index order) and skip counts."""
-    cfg, seed = params["predict"], params["evaluate"]["seed"]
+    cfg, seed = params["predict"], params["predict"]["seed"]
     dialogs = read_table(processed_dir / "dialogs.parquet", CuratedDialogs).filter(pl.col("split") == cfg["split"])
     chosen = []
     for source in sorted(dialogs["source"].unique()):

@@ -151,3 +151,21 @@ def test_adding_a_model_runs_only_its_chain_and_the_comparison(by_snakemake, by_
     with changed(by_snakemake, add), changed(by_dvc, add):
         snake, dvc_plan = plans(by_snakemake, by_dvc)
     assert snake == expected and dvc_plan == expected
+
+
+def test_dvc_exp_run_with_an_override_and_metrics_diff(by_dvc):
+    # Last in the module: the experiment's results land in the workspace. The DVC way: commit dvc.lock and the
+    # (uncached) metrics, then `dvc exp run -S` a model key and compare with `dvc metrics diff`.
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    from tests.dag.project import run
+
+    run([*git, "add", "-A"], by_dvc)
+    run([*git, "commit", "-qm", "baseline run"], by_dvc)
+    out = dvc(by_dvc, "exp", "run", "-S", f"models.{B}.decode.max_new_tokens=6").stdout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
+    assert ran == chain(B, "predict_base", "predict", "evaluate", "report_model") | {"report_compare"}
+    diff = json.loads(dvc(by_dvc, "metrics", "diff", "--json").stdout)
+    assert any(path.endswith(f"metrics/eval/{B}.json") for path in diff)
+    assert not any(path.endswith(f"metrics/eval/{A}.json") for path in diff)
+    params = json.loads(dvc(by_dvc, "params", "diff", "--json").stdout)["params.yaml"]
+    assert params[f"models.{B}.decode.max_new_tokens"] == {"old": 4, "new": 6}

@@ -12,7 +12,7 @@ import pytest
 
 from counseltune.train.render import IGNORE, RenderError, RenderReport, render_dialog, template_caps
 from counseltune.train.sft_data import build_dataset, build_sft_data, save_dataset, select_dialogs
-from tests.conftest import REPO, dialog_rows, frames
+from tests.conftest import dialog_rows, frames
 from tests.train import STRICT_TEMPLATE, load_tokenizer, loss_runs, turns
 
 SMOL = "smollm2-135m-instruct"
@@ -270,10 +270,8 @@ def test_unpacked_rows_are_one_sample_each(tok, params):
 
 
 @pytest.mark.slow
-def test_build_sft_data_end_to_end_on_the_processed_sample(smol_dir, params, tmp_path):
-    processed = REPO / "data" / "processed"
-    if not (processed / "dialogs.parquet").exists():
-        pytest.skip("data/processed not built: run snakemake first")
+def test_build_sft_data_end_to_end_on_the_processed_sample(smol_dir, params, processed_sample, tmp_path):
+    processed = processed_sample
     out, stats_path = tmp_path / "sft", tmp_path / "sft.json"
     start = time.perf_counter()
     stats = build_sft_data(small_params(params, 128), SMOL, smol_dir, processed, out, stats_path)

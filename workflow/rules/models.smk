@@ -61,6 +61,7 @@ rule finetune:
         lora=lambda wc: model(wc)["lora"],
         train=lambda wc: model(wc)["train"],
         quantization=lambda wc: model(wc)["quantization"],
+        dtype=lambda wc: model(wc)["dtype"],
     resources:
         gpu=lambda wc: model(wc)["resources"]["gpus"],
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
@@ -83,6 +84,8 @@ rule predict_base:
         "predictions/{model}/base.parquet",
     params:
         decode=lambda wc: model(wc)["decode"],
+        dtype=lambda wc: model(wc)["dtype"],
+        quantization=lambda wc: model(wc)["quantization"],
         predict=config["predict"],
     resources:
         gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
@@ -105,6 +108,8 @@ rule predict:
         "predictions/{model}/finetuned.parquet",
     params:
         decode=lambda wc: model(wc)["decode"],
+        dtype=lambda wc: model(wc)["dtype"],
+        quantization=lambda wc: model(wc)["quantization"],
         predict=config["predict"],
     resources:
         gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),

@@ -1,0 +1,1 @@
+"""Counseling fidelity: MITI coding (embedded coder, LLM judge), coder validation, CTRS, safety."""

@@ -1,0 +1,1 @@
+"""Synthetic MI and CBT sessions: behavior planning, generation, quality filters."""

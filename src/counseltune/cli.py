@@ -213,7 +213,7 @@ def _report_model(args) -> int:
 def _report_compare(args) -> int:
     from counseltune.report.compare import write_comparison
 
-    write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out)
+    write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out, params_path=args.params)
     return 0
 
 

@@ -1,6 +1,7 @@
 """evaluate -> per-model report -> comparison report, on small real parquet predictions (no model needed)."""
 
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -94,3 +95,27 @@ def test_comparison_report_lays_out_models_and_between_model_tests(run):
     assert "smollm2-135m-instruct (fine-tuned)" in md and "gemma3-270m (base)" in md
     assert "gemma3-270m − smollm2-135m-instruct" in md and "Holm-adjusted" in md
     assert (out / "figures/comparison_zh.png").exists()
+
+
+def test_comparison_records_its_provenance(run, repo):
+    root, params = run
+    params_path = root / "params.yaml"
+    params_path.write_text("run: {models: []}\n", encoding="utf-8")
+    out = root / "reports/comparison"
+    write_comparison(params, root / "eval", root / "scores", out, params_path=params_path)
+    record = json.loads((out / "provenance.json").read_text())
+    assert record["params"]["sha256"] == hashlib.sha256(params_path.read_bytes()).hexdigest()
+    assert set(record["inputs"]) >= {(root / "eval").as_posix(), (root / "scores").as_posix()}
+    assert record["packages"]["torch"] and record["hardware"]["cpus"] >= 1 and "commit" in record["git"]
+    assert "Provenance" in (out / "report.md").read_text()
+
+
+def test_a_folder_hash_changes_with_a_rename_or_an_edit(tmp_path):
+    from counseltune.report.provenance import tree_sha256
+
+    (tmp_path / "a.txt").write_text("x")
+    before = tree_sha256(tmp_path)
+    (tmp_path / "a.txt").rename(tmp_path / "b.txt")
+    renamed = tree_sha256(tmp_path)
+    (tmp_path / "b.txt").write_text("y")
+    assert len({before, renamed, tree_sha256(tmp_path)}) == 3

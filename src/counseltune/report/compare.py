@@ -13,11 +13,13 @@ from counseltune.evaluate.run import ITEM_METRICS, adjust_holm, compare_paired
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
 from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci
+from counseltune.report.provenance import provenance
 
 TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "length_chars"]
 
 
-def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path) -> None:
+def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path,
+                     params_path: Path = Path("params.yaml")) -> None:
     models = params["run"]["models"]
     evaluations = {m: json.loads((eval_dir / f"{m}.json").read_text(encoding="utf-8")) for m in models}
     scores = {m: pl.read_parquet(scores_dir / f"{m}.parquet") for m in models}
@@ -31,10 +33,34 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
     for lang in languages:
         sections.append(_language_section(lang, evaluations, figures, out_dir))
     sections.append(_between_models(scores, params["evaluate"]))
+    record = run_provenance(models, eval_dir, scores_dir, params_path)
+    sections.append(_provenance_section(record))
     doc = Document("counseltune: model comparison", sections)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "provenance.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out_dir / "report.md").write_text(doc.to_markdown(), encoding="utf-8")
     (out_dir / "report.html").write_text(doc.to_html(), encoding="utf-8")
+
+
+def run_provenance(models: list[str], eval_dir: Path, scores_dir: Path, params_path: Path) -> dict[str, Any]:
+    """Provenance of this comparison: its declared inputs, plus the curated tables and adapters when present."""
+    inputs = [params_path, eval_dir, scores_dir, Path("data/processed/dialogs.parquet"),
+              Path("data/processed/turns.parquet"), *[Path("models/adapters") / m for m in models]]
+    return provenance(Path.cwd(), params_path, inputs)
+
+
+def _provenance_section(record: dict[str, Any]) -> Section:
+    git, hw = record["git"], record["hardware"]
+    commit = f"{git['commit'] or 'not a git checkout'}{' (uncommitted changes)' if git['dirty'] else ''}"
+    rows = [["git commit", commit], ["params sha256", record["params"]["sha256"]],
+            ["hardware", f"{hw['cpus']} CPUs ({hw['cpu']}), {hw['ram_gib']} GiB RAM, GPUs: {', '.join(hw['gpus']) or 'none'}"],
+            ["packages", ", ".join(f"{k} {v}" for k, v in record["packages"].items() if v)],
+            *[[f"sha256 {path}", digest] for path, digest in record["inputs"].items()]]
+    return Section("Provenance", [
+        Paragraph("Code, params, data and environment this report was computed from (also in provenance.json; "
+                  "a DVC run adds every stage's output hashes from dvc.lock)."),
+        Table(["what", "value"], rows),
+    ])
 
 
 def _language_section(lang: str, evaluations: dict[str, dict], figures: Path, out_dir: Path) -> Section:

@@ -10,6 +10,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# A run's uncached outputs are not gitignored (they get committed with dvc.lock): never copy this tree's own.
+RUN_OUTPUTS = ("metrics/", "dvc.lock")
 TIMEOUT = 1500  # seconds for one engine command; a hang fails the test instead of stalling CI
 
 
@@ -18,6 +20,8 @@ def copy_project(dest: Path) -> Path:
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
                             capture_output=True, check=True).stdout.decode().split("\0")
     for name in filter(None, listed):
+        if name.startswith(RUN_OUTPUTS):
+            continue
         source = REPO / name
         if source.is_file():
             target = dest / name

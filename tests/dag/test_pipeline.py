@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.dag.project import copy_project, dvc, dvc_repro_ran, snakemake, snakemake_pending_jobs
+from tests.dag.project import copy_project, dvc, dvc_repro_ran, run, snakemake, snakemake_pending_jobs
 
 pytestmark = pytest.mark.slow
 
@@ -145,3 +145,22 @@ def test_a_dvc_tracked_raw_corpus_feeds_its_ingest(tmp_path):
     append(next((root / "data/raw/KMI_prerelease").glob("KMI_*.json")), "\n")
     status = dvc(root, "status", "report_data", "--with-deps").stdout
     assert "data/raw/KMI_prerelease.dvc" in status and "ingest@kmi" in status
+
+
+def test_outputs_pushed_to_a_dvc_remote_are_pulled_into_a_fresh_clone_up_to_date(tmp_path):
+    """README "Reproducing a study": push from one clone, clone + pull elsewhere, nothing left to run."""
+    root = copy_project(tmp_path / "first")
+    dvc(root, "repro", "report_data")
+    dvc(root, "remote", "add", "-d", "shared", str(tmp_path / "remote"))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run([*git, "add", "-A"], root)  # dvc.lock, .dvc/config and the uncached metrics travel through git
+    run([*git, "commit", "-qm", "run"], root)
+    dvc(root, "push", "report_data", "--with-deps")  # the model stages of dvc.yaml were not run here
+    clone = tmp_path / "second"
+    run(["git", "clone", "-q", str(root), str(clone)], tmp_path)
+    assert not (clone / "data/processed/turns.parquet").exists()
+    dvc(clone, "pull", "report_data", "--with-deps")
+    assert (clone / "data/processed/turns.parquet").read_bytes() == (root / "data/processed/turns.parquet").read_bytes()
+    assert "up to date" in dvc(clone, "status", "report_data", "--with-deps").stdout
+    snakemake(clone, "--touch", "--cores", "1", "data")  # the documented hand-over to Snakemake
+    assert snakemake_pending_jobs(clone, "data") == set()

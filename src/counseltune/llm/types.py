@@ -7,13 +7,14 @@ guard) stays behind that call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One chat completion. Every field is part of the cache key (with backend and model)."""
+    """One chat completion. Every field but tag and require_complete is part of the cache key (with backend and model)."""
 
     messages: tuple[tuple[str, str], ...]   # (role, content) pairs; role in system | user | assistant
     max_tokens: int = 256
@@ -21,11 +22,12 @@ class ChatRequest:
     top_p: float = 1.0
     seed: int | None = None
     prompt_version: str = "v1"              # bump when a prompt template changes: old answers stop matching
-    json_mode: bool = False                 # ask for a JSON object (the caller still validates it)
+    json_mode: bool = False                 # ask for a JSON object; a reply that is not one is a Failure
     tag: str = ""                           # caller's label for logs/accounting (not part of the cache key)
+    require_complete: bool = False          # a reply cut by max_tokens is retried, then a Failure (not in the key)
 
     @staticmethod
-    def of(messages: Sequence[dict[str, str]], **kwargs) -> "ChatRequest":
+    def of(messages: Sequence[dict[str, str]], **kwargs) -> ChatRequest:
         return ChatRequest(tuple((m["role"], m["content"]) for m in messages), **kwargs)
 
 
@@ -43,7 +45,7 @@ class Reply:
 class Failure:
     """A request that could not be answered after every retry; reported, never written as data."""
 
-    reason: str              # http_429 | http_5xx | timeout | connection | malformed | truncated | budget | ...
+    reason: str              # http_429 | http_5xx | http_4xx | timeout | connection | malformed | truncated | invalid_json | ...
     detail: str
     attempts: int
 
@@ -55,8 +57,10 @@ class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)         # requests given up, by reason
+    attempt_errors: dict[str, int] = field(default_factory=dict)   # every failed attempt (retried or not), by reason
     redactions: int = 0
+    redactions_by_kind: dict[str, int] = field(default_factory=dict)
 
 
 class Client(Protocol):

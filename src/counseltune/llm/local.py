@@ -1,0 +1,98 @@
+"""A local transformers model (a plain safetensors base-model folder): batched, left-padded generation on CPU/GPU.
+
+Generation is counseltune.predict's (load_model, render, generate, hypothesis_text), so a reply here is decoded
+exactly as the predict stage decodes. Costs nothing; token counts come from the tokenizer. The model loads on
+the first cache miss, so a fully cached run never loads it. One attempt per request: with greedy decoding a
+retry would repeat the same reply, so a rejected reply (empty, truncated, not JSON) is a Failure at once. There
+is no constrained decoding: json_mode only validates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from typing import Any
+
+from jinja2.exceptions import TemplateError
+
+from counseltune.predict import (
+    generate,
+    hypothesis_text,
+    load_model,
+    prompt_token_cap,
+    render,
+)
+
+from .client import CachingClient, Pending, Record, rejection
+from .types import Failure, Reply
+from .usage import add_counts
+
+BATCHES_PER_CHUNK = 4  # replies are cached after each chunk: a killed run loses at most this many batches
+MODEL_PARAMS = {"dtype": "float32", "quantization": "none"}
+
+
+class LocalClient(CachingClient):
+    backend = "local"
+    _lm: Any = None
+    _tokenizer: Any = None
+
+    def _answer(self, pending: list[Pending], record: Record) -> None:
+        if not pending:
+            return
+        if self._lm is None:
+            self._lm, self._tokenizer = load_model(self.config.model_dir, "base", None, MODEL_PARAMS)
+        # Requests batch together when they decode alike. Their seeds differ (one per synthetic session), and
+        # generate() seeds torch once per call, so a chunk is seeded from its requests' seeds: the same
+        # requests give the same replies, and greedy decoding ignores the seed anyway.
+        groups: dict[tuple, list[tuple[Pending, list[int]]]] = defaultdict(list)
+        for p in pending:
+            ids = self._prompt_ids(p, record)
+            if ids is not None:
+                r = p.request
+                groups[(r.max_tokens, r.temperature, r.top_p)].append((p, ids))
+        chunk = self.config.batch_size * BATCHES_PER_CHUNK
+        for (max_tokens, temperature, top_p), items in groups.items():
+            decode = {"max_new_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
+                      "repetition_penalty": 1.0, "batch_size": self.config.batch_size}
+            items.sort(key=lambda item: (-len(item[1]), item[1]))  # similar lengths share a chunk, and so a batch
+            for start in range(0, len(items), chunk):
+                part = items[start:start + chunk]
+                outputs, _ = generate(self._lm, self._tokenizer, [ids for _, ids in part], decode,
+                                      chunk_seed(p.request.seed for p, _ in part), progress=False)
+                for (p, ids), new in zip(part, outputs):
+                    self._finish(p, ids, new, record)
+
+    def _prompt_ids(self, p: Pending, record: Record) -> list[int] | None:
+        messages = [{"role": role, "content": content} for role, content in p.request.messages]
+        try:
+            _, ids = render(messages, self._tokenizer)
+            cap = prompt_token_cap(self._lm, self._tokenizer, p.request.max_tokens)
+        except (TemplateError, ValueError) as err:  # a template refusing a role order; max_tokens >= context
+            record(p, Failure("template_error" if isinstance(err, TemplateError) else "prompt_too_long", str(err), 0))
+            return None
+        if len(ids) > cap:
+            record(p, Failure("prompt_too_long", f"{len(ids)} prompt tokens, at most {cap} fit", 0))
+            return None
+        return ids
+
+    def _finish(self, p: Pending, ids: list[int], new: list[int], record: Record) -> None:
+        self.usage.requests += 1
+        self.usage.tokens_in += len(ids)
+        self.usage.tokens_out += len(new)
+        text = hypothesis_text(self._tokenizer, new)
+        # predict's generate strips the stop token: a reply as long as the cap never reached one.
+        finish_reason = "length" if len(new) >= p.request.max_tokens else "stop"
+        refused = rejection(p.request, text, finish_reason)
+        if refused is not None:
+            add_counts(self.usage.attempt_errors, {refused.reason: 1})
+            record(p, Failure(refused.reason, refused.detail, 1))
+            return
+        reply = Reply(text, len(ids), len(new), finish_reason, cached=False)
+        self._store(p, reply)
+        record(p, reply)
+
+
+def chunk_seed(seeds) -> int:
+    """One torch seed for a chunk of requests, from their own seeds (order-free)."""
+    digest = hashlib.sha256(",".join(sorted(str(s or 0) for s in seeds)).encode()).digest()
+    return int.from_bytes(digest[:4], "big")

@@ -1,0 +1,183 @@
+"""Any OpenAI-compatible chat-completions endpoint, through the `openai` package's AsyncOpenAI.
+
+The package's own retries are off (max_retries=0): every attempt goes through our policy, so it is counted,
+priced and held to the budget. Requests go through the client's generic `post` (auth, base_url, timeouts and
+status errors as usual) and the body is parsed here rather than by the package, so a malformed reply is a
+counted, retried attempt instead of an exception from deep inside pydantic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from typing import Any
+
+import openai
+
+from .client import CachingClient, Pending, Record, rejection
+from .config import LLMConfig
+from .errors import MissingAPIKey
+from .redact import Redactor
+from .retry import AttemptFailed, RetryPolicy, parse_retry_after
+from .types import ChatRequest, Failure, Reply
+from .usage import (
+    Budget,
+    BudgetReached,
+    add_counts,
+    estimate_tokens,
+    worst_case_cost,
+    worst_case_prompt_tokens,
+)
+
+DETAIL_CHARS = 300  # how much of an error body a Failure keeps
+log = logging.getLogger(__name__)
+
+
+def read_api_key(key_env: str) -> str:
+    key = os.environ.get(key_env, "").strip()
+    if not key:
+        raise MissingAPIKey(
+            f"llm.backend openai reads its API key from the environment variable {key_env}, which is not set. "
+            f"Run `export {key_env}=<your key>` before the pipeline (never put the key in params.yaml or any other "
+            f"file), or set llm.backend: local to use the embedded model, which needs no key.")
+    return key
+
+
+class OpenAIClient(CachingClient):
+    backend = "openai"
+
+    def __init__(self, config: LLMConfig, redactor: Redactor | None, api_key: str) -> None:
+        super().__init__(config, redactor)
+        self._api_key = api_key
+        self.retry = RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s)
+        self.budget = Budget(config.budget_usd, self.usage)
+        self._rng = random.Random()
+        self._stopped_at: float | None = None  # worst-case cost of the request the budget refused
+
+    def __repr__(self) -> str:  # never the key
+        return f"OpenAIClient(model={self.model!r}, base_url={self.config.base_url!r})"
+
+    def _answer(self, pending: list[Pending], record: Record) -> None:
+        if pending:
+            asyncio.run(self._answer_all(pending, record))
+
+    async def _answer_all(self, pending: list[Pending], record: Record) -> None:
+        self._stopped_at = None
+        slots = asyncio.Semaphore(self.config.concurrency)
+        async with openai.AsyncOpenAI(api_key=self._api_key, base_url=self.config.base_url,
+                                      timeout=self.config.timeout_s, max_retries=0) as api:
+            async def answer(p: Pending) -> None:
+                result = await self._ask(api, p.request, slots)
+                if result is None:  # the budget stopped the run first
+                    return
+                if isinstance(result, Reply):
+                    await asyncio.to_thread(self._store, p, result)  # fsync off the event loop
+                record(p, result)
+
+            await asyncio.gather(*(answer(p) for p in pending))
+        if self._stopped_at is not None:
+            raise BudgetReached(self._stopped_at)
+
+    async def _ask(self, api: openai.AsyncOpenAI, request: ChatRequest,
+                   slots: asyncio.Semaphore) -> Reply | Failure | None:
+        worst = worst_case_cost(request, self.config.price)
+        attempt = 0
+        while True:
+            attempt += 1
+            async with slots:  # held for the attempt only, not while backing off: waiting costs no slot
+                if self._stopped_at is not None:
+                    return None
+                if not self.budget.reserve(worst):
+                    self._stopped_at = worst
+                    return None
+                try:
+                    self.usage.requests += 1
+                    return await self._attempt(api, request)
+                except AttemptFailed as err:
+                    failed = err
+                finally:
+                    self.budget.release(worst)
+            add_counts(self.usage.attempt_errors, {failed.reason: 1})
+            if not failed.retryable or attempt > self.retry.max_retries:
+                log.warning("giving up on %s after %d attempt(s): %s", request.tag or "a request", attempt, failed)
+                return Failure(failed.reason, failed.detail, attempt)
+            delay = self.retry.delay(attempt, failed.retry_after, self._rng)
+            log.debug("attempt %d failed (%s); retrying in %.2f s", attempt, failed, delay)
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, api: openai.AsyncOpenAI, request: ChatRequest) -> Reply:
+        try:
+            async with asyncio.timeout(self.config.timeout_s):  # the whole request, not each socket read
+                # The generic post: the typed create() re-validates the messages, ~10% of the client's CPU a request.
+                body = await api.post("/chat/completions", cast_to=str, body=self._params(request))
+        except (TimeoutError, openai.APITimeoutError):
+            raise AttemptFailed("timeout", f"no reply within {self.config.timeout_s} s") from None
+        except openai.APIConnectionError as err:
+            cause = type(err.__cause__).__name__ if err.__cause__ else "no cause"
+            raise AttemptFailed("connection", f"{err} ({cause})") from None
+        except openai.APIStatusError as err:
+            raise self._status_failure(err) from None
+        data = _json_body(body)
+        text, finish_reason = _content(data)
+        tokens_in, tokens_out = _tokens(data, request, text)
+        self.usage.tokens_in += tokens_in
+        self.usage.tokens_out += tokens_out
+        self.usage.cost_usd += self.config.price.cost(tokens_in, tokens_out)
+        refused = rejection(request, text, finish_reason)
+        if refused is not None:
+            raise refused
+        return Reply(text, tokens_in, tokens_out, finish_reason, cached=False)
+
+    def _params(self, request: ChatRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.model, "messages": [{"role": r, "content": c} for r, c in request.messages],
+            "max_tokens": request.max_tokens, "temperature": request.temperature, "top_p": request.top_p,
+        }
+        if request.seed is not None:
+            params["seed"] = request.seed
+        if request.json_mode:
+            params["response_format"] = {"type": "json_object"}
+        return params
+
+    def _status_failure(self, err: openai.APIStatusError) -> AttemptFailed:
+        status = err.status_code
+        body = err.response.text[:DETAIL_CHARS].replace(self._api_key, "***")  # some APIs echo part of a bad key
+        retry_after = parse_retry_after(err.response.headers.get("retry-after"))
+        if status == 429:
+            return AttemptFailed("http_429", f"rate limited: {body}", retry_after=retry_after)
+        if status >= 500:
+            return AttemptFailed("http_5xx", f"HTTP {status}: {body}", retry_after=retry_after)
+        if status in (401, 403):
+            return AttemptFailed("http_4xx", f"HTTP {status}: the endpoint refused the key in ${self.config.key_env}",
+                                 retryable=False)
+        return AttemptFailed("http_4xx", f"HTTP {status}: {body}", retryable=status in (408, 409))
+
+
+def _json_body(body: str) -> dict:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise AttemptFailed("malformed", f"response body is not JSON: {body[:80]!r}") from None
+    if not isinstance(data, dict):
+        raise AttemptFailed("malformed", "response body is not a JSON object")
+    return data
+
+
+def _content(data: dict) -> tuple[str, str]:
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise AttemptFailed("malformed", "response has no choices")
+    message = choices[0].get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    return (content if isinstance(content, str) else ""), str(choices[0].get("finish_reason") or "stop")
+
+
+def _tokens(data: dict, request: ChatRequest, text: str) -> tuple[int, int]:
+    """The response's usage; estimated (over) when an endpoint leaves it out, so the budget still counts it."""
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    tokens_in, tokens_out = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    return (tokens_in if isinstance(tokens_in, int) else worst_case_prompt_tokens(request),
+            tokens_out if isinstance(tokens_out, int) else estimate_tokens(text))

@@ -1,0 +1,78 @@
+"""Accounting: what a run sent and spent, the budget that stops it, and the usage file written at its end."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from .cache import atomic_write
+from .config import Price
+from .types import ChatRequest, Usage
+
+MESSAGE_OVERHEAD_TOKENS = 4  # role and separators a chat format adds per message
+
+
+def estimate_tokens(text: str) -> int:
+    """A safe over-estimate of text's tokens without a tokenizer.
+
+    ASCII text runs about 4 characters a token, so chars/2 is safe; a Han character is about one token, so each
+    non-ASCII character counts as one.
+    """
+    ascii_chars = sum(c.isascii() for c in text)
+    return (ascii_chars + 1) // 2 + len(text) - ascii_chars
+
+
+def worst_case_prompt_tokens(request: ChatRequest) -> int:
+    return sum(estimate_tokens(content) + MESSAGE_OVERHEAD_TOKENS for _, content in request.messages)
+
+
+def worst_case_cost(request: ChatRequest, price: Price) -> float:
+    return price.cost(worst_case_prompt_tokens(request), request.max_tokens)
+
+
+class BudgetReached(Exception):
+    """Internal: raised by a backend when the next request would break the budget (the client adds the results)."""
+
+    def __init__(self, next_cost_usd: float) -> None:
+        super().__init__(next_cost_usd)
+        self.next_cost_usd = next_cost_usd
+
+
+class Budget:
+    """Spent + the worst case of every request in flight may never exceed the limit."""
+
+    def __init__(self, limit_usd: float, usage: Usage) -> None:
+        self.limit_usd, self.usage, self.reserved = limit_usd, usage, 0.0
+
+    def reserve(self, cost: float) -> bool:
+        if self.usage.cost_usd + self.reserved + cost > self.limit_usd:
+            return False
+        self.reserved += cost
+        return True
+
+    def release(self, cost: float) -> None:
+        self.reserved -= cost
+
+
+def add_counts(target: dict[str, int], counts: Counter | dict[str, int]) -> None:
+    for key, n in counts.items():
+        target[key] = target.get(key, 0) + n
+
+
+def write_usage(path: Path, usage: Usage, *, stage: str, **context) -> str:
+    """Write usage as JSON (with the stage and any context, e.g. model=...) and return a one-line summary."""
+    atomic_write(Path(path), (json.dumps({"stage": stage, **context, **asdict(usage)}, indent=2, sort_keys=True)
+                              + "\n").encode("utf-8"))
+    return summary(usage, stage=stage)
+
+
+def summary(usage: Usage, *, stage: str) -> str:
+    retries = sum(usage.attempt_errors.values())
+    failed = sum(usage.failures.values())
+    failures = ", ".join(f"{k} {v}" for k, v in sorted(usage.failures.items()))
+    return (f"llm [{stage}]: {usage.requests:,} requests sent ({retries:,} failed attempts), "
+            f"{usage.cache_hits:,} cache hits, {usage.tokens_in:,} tokens in / {usage.tokens_out:,} out, "
+            f"${usage.cost_usd:.4f}, {failed:,} failed{f' ({failures})' if failed else ''}, "
+            f"{usage.redactions:,} redactions")

@@ -1,0 +1,58 @@
+"""The response cache: what the key covers, and entries that are whole or absent."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from counseltune.llm import ChatRequest, Reply
+from counseltune.llm.cache import ResponseCache, atomic_write, cache_key, key_fields
+
+BASE = ChatRequest.of([{"role": "user", "content": "hello"}], max_tokens=32, temperature=0.7, seed=1)
+
+
+@pytest.mark.parametrize("change", [
+    {"messages": (("user", "hello!"),)}, {"messages": (("system", "hello"),)}, {"max_tokens": 33},
+    {"temperature": 0.8}, {"top_p": 0.9}, {"seed": 2}, {"seed": None}, {"json_mode": True},
+    {"prompt_version": "v2"},
+])
+def test_every_field_that_shapes_the_answer_is_in_the_key(change):
+    assert cache_key("openai", "m", dataclasses.replace(BASE, **change)) != cache_key("openai", "m", BASE)
+
+
+def test_backend_and_model_are_in_the_key():
+    keys = {cache_key(b, m, BASE) for b in ("openai", "local") for m in ("a", "b")}
+    assert len(keys) == 4
+
+
+def test_the_tag_and_acceptance_policy_are_not_in_the_key():
+    same = dataclasses.replace(BASE, tag="judge", require_complete=True, temperature=0.7)
+    assert cache_key("openai", "m", same) == cache_key("openai", "m", BASE)
+    assert cache_key("openai", "m", dataclasses.replace(BASE, temperature=0)) == \
+        cache_key("openai", "m", dataclasses.replace(BASE, temperature=0.0))
+
+
+def test_an_entry_round_trips_as_a_cached_reply(tmp_path):
+    cache, key = ResponseCache(tmp_path), cache_key("openai", "m", BASE)
+    assert cache.get(key) is None
+    cache.put(key, key_fields("openai", "m", BASE), Reply("你好", 3, 2, "stop", cached=False))
+    assert cache.get(key) == Reply("你好", 3, 2, "stop", cached=True)
+    [entry] = tmp_path.rglob("*.json")
+    assert entry.name == f"{key}.json" and json.loads(entry.read_text(encoding="utf-8"))["request"]["seed"] == 1
+
+
+def test_a_damaged_entry_is_a_miss(tmp_path):
+    cache, key = ResponseCache(tmp_path), cache_key("openai", "m", BASE)
+    (tmp_path / key[:2]).mkdir()
+    (tmp_path / key[:2] / f"{key}.json").write_text('{"reply": {"te', encoding="utf-8")
+    assert cache.get(key) is None
+
+
+def test_atomic_write_replaces_whole_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "a" / "entry.json"
+    atomic_write(target, b"old")
+    atomic_write(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in target.parent.iterdir()] == ["entry.json"]

@@ -1,0 +1,51 @@
+"""The local backend with the real embedded SmolLM2 model: batched replies, tokenizer counts, the cache."""
+
+from __future__ import annotations
+
+import pytest
+
+from counseltune.llm import ChatRequest, Reply, make_client
+from counseltune.predict import render
+
+
+def local_config(model_dir, cache_dir) -> dict:
+    return {"backend": "local", "model": "smollm2-135m-instruct", "model_dir": str(model_dir),
+            "cache_dir": str(cache_dir), "batch_size": 2}
+
+
+@pytest.mark.slow
+def test_local_replies_are_generated_counted_and_cached(base_model_dir, tmp_path):
+    model_dir = base_model_dir("smollm2-135m-instruct")
+    requests = [ChatRequest.of([{"role": "system", "content": "You are a supportive counselor."},
+                                {"role": "user", "content": text}], max_tokens=12)
+                for text in ("I feel anxious before exams.", "我最近睡不好。", "My number is 13812345678, call me.")]
+    client = make_client(local_config(model_dir, tmp_path / "cache"))
+    replies = client.complete(requests, desc="local")
+
+    assert all(isinstance(r, Reply) and r.text and not r.cached for r in replies), replies
+    prompt_tokens = [len(render([{"role": r, "content": c} for r, c in q.messages], client._tokenizer)[1])
+                     for q in requests]
+    assert [r.tokens_in for r in replies] == prompt_tokens
+    assert all(0 < r.tokens_out <= 12 for r in replies)
+    assert client.usage.requests == 3 and client.usage.cost_usd == 0
+    assert client.usage.tokens_in == sum(prompt_tokens)
+    # Nothing leaves the machine, so nothing is redacted by default.
+    assert client.usage.redactions == 0
+    assert any("13812345678" in p.read_text(encoding="utf-8") for p in (tmp_path / "cache").rglob("*.json"))
+
+    again = make_client(local_config(model_dir, tmp_path / "cache"))
+    cached = again.complete(requests)
+    assert [r.text for r in cached] == [r.text for r in replies] and all(r.cached for r in cached)
+    assert again.usage.cache_hits == 3 and again.usage.requests == 0
+    assert again._lm is None  # a fully cached run never loads the model
+
+
+@pytest.mark.slow
+def test_local_greedy_replies_do_not_depend_on_the_batch(base_model_dir, tmp_path):
+    model_dir = base_model_dir("smollm2-135m-instruct")
+    request = ChatRequest.of([{"role": "user", "content": "Say hello."}], max_tokens=8)
+    other = ChatRequest.of([{"role": "user", "content": "Describe a calm evening by the sea in detail."}],
+                           max_tokens=8)
+    alone = make_client(local_config(model_dir, tmp_path / "a")).complete([request])
+    batched = make_client(local_config(model_dir, tmp_path / "b")).complete([other, request])
+    assert batched[1].text == alone[0].text

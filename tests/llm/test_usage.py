@@ -1,0 +1,39 @@
+"""Accounting: the worst-case estimate the budget uses, and the usage file and summary."""
+
+from __future__ import annotations
+
+import json
+
+from counseltune.llm import ChatRequest, Usage, write_usage
+from counseltune.llm.config import Price
+from counseltune.llm.usage import Budget, estimate_tokens, worst_case_cost
+
+
+def test_the_estimate_is_half_the_ascii_characters_and_one_per_han_character():
+    assert estimate_tokens("abcd") == 2 and estimate_tokens("你好") == 2 and estimate_tokens("hi 你好") == 4
+
+
+def test_worst_case_cost_prices_the_estimated_prompt_and_all_of_max_tokens():
+    request = ChatRequest.of([{"role": "user", "content": "x" * 20}], max_tokens=100)
+    assert worst_case_cost(request, Price(1e6, 2e6)) == (10 + 4) * 1 + 100 * 2
+
+
+def test_the_budget_counts_spent_and_reserved():
+    usage = Usage(cost_usd=0.5)
+    budget = Budget(1.0, usage)
+    assert budget.reserve(0.3) and not budget.reserve(0.3)
+    budget.release(0.3)
+    assert budget.reserve(0.5) and not budget.reserve(0.01)
+
+
+def test_write_usage_writes_json_and_returns_a_one_line_summary(tmp_path):
+    usage = Usage(requests=12, cache_hits=30, tokens_in=4000, tokens_out=900, cost_usd=0.0123,
+                  failures={"http_5xx": 1}, attempt_errors={"http_5xx": 3, "http_429": 1}, redactions=2,
+                  redactions_by_kind={"phone": 2})
+    line = write_usage(tmp_path / "usage.json", usage, stage="synthesize", model="gpt-x")
+    data = json.loads((tmp_path / "usage.json").read_text(encoding="utf-8"))
+    assert data["stage"] == "synthesize" and data["model"] == "gpt-x" and data["requests"] == 12
+    assert data["failures"] == {"http_5xx": 1} and data["redactions_by_kind"] == {"phone": 2}
+    assert "\n" not in line
+    assert line == ("llm [synthesize]: 12 requests sent (4 failed attempts), 30 cache hits, 4,000 tokens in / 900 out, "
+                    "$0.0123, 1 failed (http_5xx 1), 2 redactions")

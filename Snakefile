@@ -1,4 +1,4 @@
-# counseltune: raw corpora -> validated dialog tables -> per-model adapters, predictions, scores, reports.
+# counseltune: raw corpora -> validated dialog tables (+ synthetic sessions) -> per-model adapters, predictions, scores, reports.
 # The same DAG is in dvc.yaml; tests/dag/test_engines_agree.py fails on any drift between the two.
 from snakemake.utils import min_version, validate
 
@@ -9,6 +9,7 @@ validate(config, "schemas/params.schema.yaml")
 
 include: "workflow/rules/common.smk"     # which sources run, the code each stage runs, path helpers
 include: "workflow/rules/data.smk"       # ingest, curate, data report
+include: "workflow/rules/synthesize.smk" # behavior planner, synthetic MI/CBT sessions (LLM client)
 include: "workflow/rules/models.smk"     # base model, SFT data, fine-tune, predict, evaluate, reports
 
 rule all:

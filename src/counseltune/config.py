@@ -42,6 +42,37 @@ def validate_params(params: Any, where: str = "params") -> None:
     fractions = params["curate"]["split"]["fractions"]
     if abs(sum(fractions.values()) - 1.0) > 1e-6:
         raise ParamsError(f"{where}: curate.split.fractions must sum to 1, got {sum(fractions.values())}")
+    _check_synthesis(params, where)
+
+
+def _check_synthesis(params: dict[str, Any], where: str) -> None:
+    """Cross-key rules of the llm/synthesize/sft sections that a JSON Schema cannot say."""
+    local = params["llm"]["local"]["model"]
+    if local not in params["run"]["models"]:
+        raise ParamsError(f"{where}: llm.local.model {local!r} must be one of run.models {params['run']['models']} "
+                          "(its base_model stage builds the folder the local LLM backend loads)")
+    synth = params["synthesize"]
+    missing = [g for g in synth["run"] if g not in synth["generators"]]
+    if missing:
+        raise ParamsError(f"{where}: synthesize.run names {missing}, which have no entry under synthesize.generators")
+    not_run = [g for g, share in params["sft"].get("synthetic", {}).items() if share > 0 and g not in synth["run"]]
+    if not_run:
+        raise ParamsError(f"{where}: sft.synthetic mixes in {not_run}, which synthesize.run does not make: add them "
+                          "to synthesize.run or set their share to 0")
+    remote = params["llm"]["remote"]["model"]
+    if params["llm"]["backend"] == "openai" and remote not in params["llm"]["prices"]:
+        raise ParamsError(f"{where}: llm.prices has no entry for llm.remote.model {remote!r}: add "
+                          f"{{input_per_m: <USD>, output_per_m: <USD>}} (0 for a free endpoint) so the budget holds")
+
+
+def llm_client_config(params: dict[str, Any]) -> dict[str, Any]:
+    """params.llm -> the flat config counseltune.llm.make_client takes, for the chosen backend."""
+    llm = params["llm"]
+    shared = {"cache_dir": llm["cache_dir"], "prices": llm["prices"]}
+    if llm["backend"] == "local":
+        return {"backend": "local", "model": llm["local"]["model"], "batch_size": llm["local"]["batch_size"],
+                "model_dir": f"models/base/{llm['local']['model']}", **shared}
+    return {"backend": "openai", **llm["remote"], **shared}
 
 
 def params_schema() -> dict[str, Any]:

@@ -30,6 +30,8 @@ def tiny(params: dict, models=(A, B)) -> dict:
         entry["train"].update(max_steps=2, save_every=1, max_len=64, batch_size=2, warmup_steps=0)
         entry["decode"].update(max_new_tokens=4, batch_size=4)
     params["predict"].update(max_dialogs_per_source=1, max_turns_per_dialog=1)
+    for generator in params["synthesize"]["generators"].values():
+        generator.update(n_sessions=1, turns=[4, 4], max_tokens=16)
     params["evaluate"]["bootstrap_samples"] = 50
     return params
 

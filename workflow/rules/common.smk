@@ -60,4 +60,4 @@ def data_outputs():
 
 
 def all_outputs():
-    return data_outputs() + MODEL_OUTPUTS
+    return data_outputs() + SYNTH_OUTPUTS + MODEL_OUTPUTS

@@ -28,9 +28,10 @@ rule base_model:
 rule sft_data:
     input:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        synthetic=SYNTH_DATA,
         base="models/base/{model}",
         code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/sft_data.py", f"{PKG}/train/render.py",
-                                f"{PKG}/train/packing.py"),
+                                f"{PKG}/train/packing.py", f"{PKG}/train/mix.py"),
     output:
         data=directory("data/sft/{model}"),
         stats="metrics/sft/{model}.json",
@@ -38,11 +39,12 @@ rule sft_data:
         max_len=lambda wc: model(wc)["train"]["max_len"],
         packing=lambda wc: model(wc)["train"]["packing"],
         sft=config["sft"],
+        synthesize_seed=config["synthesize"]["seed"],
     log:
         "logs/sft_data/{model}.log",
     shell:
         "counseltune sft-data --model {wildcards.model} --base {input.base} --processed data/processed "
-        "--out {output.data} --stats {output.stats} 2>&1 | tee {log}"
+        "--synthetic data/synthetic --out {output.data} --stats {output.stats} 2>&1 | tee {log}"
 
 
 rule finetune:

@@ -4,9 +4,9 @@ Which dialogs: curated split "train" -> train, "val" -> val (test never), only l
 sft.val_fraction_of_train > 0 moves that share of train dialogs to val, chosen by a hash of
 (curate.split.seed, dialog_id), so the carve-out is the same for every model and run.
 
-More data later: `extra` takes further (dialogs, turns) table pairs in the curated schema (e.g. synthetic
-sessions), split by their own `split` column (null counts as train). Per-pair mixing weights are meant to
-come as a third tuple element (repeat or subsample a pair's train dialogs); only pairs are accepted now.
+Synthetic sessions join the train split by params (sft.synthetic: generator -> share of its accepted sessions,
+see train/mix.py); `extra` takes further (dialogs, turns) pairs in the curated schema, split by their own
+`split` column (null counts as train).
 
 Deterministic: dialogs are processed in dialog_id order and packing has no randomness, so the same tables,
 tokenizer and params give the identical dataset.
@@ -35,18 +35,22 @@ TablePair = tuple[pl.DataFrame, pl.DataFrame]
 
 
 def build_sft_data(params: dict, model: str, base_dir: Path, processed_dir: Path, out_dir: Path, stats_path: Path,
-                   extra: Sequence[TablePair] = ()) -> dict:
-    """Curated tables in processed_dir (+ extra pairs) -> DatasetDict saved at out_dir + stats JSON; returns stats."""
+                   extra: Sequence[TablePair] = (), synthetic_dir: Path | None = None) -> dict:
+    """Curated tables in processed_dir (+ extra pairs, + the sft.synthetic mix from synthetic_dir) -> DatasetDict
+    saved at out_dir + stats JSON; returns stats."""
     from transformers import AutoTokenizer
 
     from counseltune.schemas.tables import CuratedDialogs, Turns
     from counseltune.tables.io import read_table
+    from counseltune.train.mix import synthetic_tables
 
     processed_dir = Path(processed_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    synthetic = synthetic_tables(params, Path(synthetic_dir)) if synthetic_dir is not None else []
     tables = [(read_table(processed_dir / "dialogs.parquet", CuratedDialogs),
-               read_table(processed_dir / "turns.parquet", Turns)), *extra]
+               read_table(processed_dir / "turns.parquet", Turns)), *extra, *(pair for _, pair in synthetic)]
     dataset, stats = build_dataset(tokenizer, tables, params, model)
+    stats["synthetic_dialogs"] = {generator: pair[0].height for generator, pair in synthetic}
     save_dataset(dataset, Path(out_dir))
     write_json(stats, Path(stats_path))
     return stats

@@ -1,0 +1,57 @@
+# Synthetic sessions: a next-behavior planner fitted on AnnoMI's expert codes, then one job per generator of
+# synthesize.run, every request through the LLM client of params `llm`. The client's response cache
+# (llm.cache_dir) lives outside the DAG on purpose: a re-run job pays only for requests never answered.
+
+GENERATORS = config["synthesize"]["run"]
+LOCAL_LLM = config["llm"]["local"]["model"]
+SYNTH_TABLES = TABLES + ["generation.json"]
+# The synthesize CLI imports the client (which reuses predict's generation for the local backend), the
+# generators, and curate's near-duplicate search for its filters.
+SYNTH_CODE = SHARED_CODE + code(f"{PKG}/synthesize", f"{PKG}/llm", f"{PKG}/text.py", f"{PKG}/predict.py",
+                                f"{PKG}/curate/__init__.py", f"{PKG}/curate/dedupe.py")
+
+wildcard_constraints:
+    generator="|".join(map(re.escape, config["synthesize"]["generators"])),
+
+
+rule plan_behaviors:
+    input:
+        tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        code=SYNTH_CODE,
+    output:
+        "data/synthetic/planner.json",
+    params:
+        planner=config["synthesize"]["planner"],
+    log:
+        "logs/plan_behaviors.log",
+    shell:
+        "counseltune plan-behaviors --processed data/processed --out {output} 2>&1 | tee {log}"
+
+
+rule synthesize:
+    threads: workflow.cores  # the local backend runs torch on every core
+    input:
+        tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        planner="data/synthetic/planner.json",
+        local_llm=f"models/base/{LOCAL_LLM}",
+        code=SYNTH_CODE,
+    output:
+        tables=expand("data/synthetic/{{generator}}/{table}", table=SYNTH_TABLES),
+        stats="metrics/synthesize/{generator}.json",
+    params:
+        llm=config["llm"],
+        seed=config["synthesize"]["seed"],
+        filters=config["synthesize"]["filters"],
+        generator=lambda wc: config["synthesize"]["generators"][wc.generator],
+    log:
+        "logs/synthesize/{generator}.log",
+    shell:
+        "counseltune synthesize --generator {wildcards.generator} --processed data/processed "
+        "--planner {input.planner} --out-dir data/synthetic/{wildcards.generator} --stats {output.stats} "
+        "2>&1 | tee {log}"
+
+
+# Everything under data/synthetic: what the SFT data stage reads from (DVC's dep is the whole folder).
+SYNTH_DATA = ["data/synthetic/planner.json"] + expand("data/synthetic/{generator}/{table}", generator=GENERATORS,
+                                                      table=SYNTH_TABLES)
+SYNTH_OUTPUTS = SYNTH_DATA + expand("metrics/synthesize/{generator}.json", generator=GENERATORS)

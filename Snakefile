@@ -1,5 +1,7 @@
 # counseltune: raw corpora -> validated dialog tables (+ synthetic sessions) -> per-model adapters, predictions, scores, reports.
 # The same DAG is in dvc.yaml; tests/dag/test_engines_agree.py fails on any drift between the two.
+import glob
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -17,3 +19,8 @@ rule all:
 
 rule data:                               # the data stages alone: `snakemake --cores N data`
     input: data_outputs()
+
+onsuccess:                               # what the run's LLM calls cost (per stage and in total)
+    from counseltune.llm.usage import run_summary
+    if (usage := run_summary(glob.glob("metrics/synthesize/*.json"))):
+        print(usage)

@@ -37,3 +37,15 @@ def test_write_usage_writes_json_and_returns_a_one_line_summary(tmp_path):
     assert "\n" not in line
     assert line == ("llm [synthesize]: 12 requests sent (4 failed attempts), 30 cache hits, 4,000 tokens in / 900 out, "
                     "$0.0123, 1 failed (http_5xx 1), 2 redactions")
+
+
+def test_the_run_summary_adds_up_every_stage(tmp_path):
+    from counseltune.llm.usage import run_summary
+
+    for name, requests in (("mi_planned", 3), ("cbt_session", 4)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"usage": {"requests": requests, "cache_hits": 1,
+                                                                     "cost_usd": 0.5}}))
+    (tmp_path / "other.json").write_text(json.dumps({"n": 1}))
+    lines = run_summary(sorted(tmp_path.glob("*.json"))).splitlines()
+    assert len(lines) == 3 and "[cbt_session]: 4 requests" in lines[0]
+    assert "[all stages]: 7 requests" in lines[2] and "2 cache hits" in lines[2] and "$1.0000" in lines[2]

@@ -30,6 +30,6 @@ class BudgetExceeded(LLMError):
         self.total = len(results)
         self.spent_usd, self.budget_usd = spent_usd, budget_usd
         super().__init__(
-            f"llm.budget_usd ${budget_usd:.4f} reached: {self.done} of {self.total} requests answered, "
+            f"the LLM budget of ${budget_usd:.4f} (llm.remote.budget_usd in params.yaml) is reached: {self.done} of {self.total} requests answered, "
             f"${spent_usd:.4f} spent, the next request could cost up to ${next_cost_usd:.4f}. The answers are cached: "
-            f"re-run with a higher llm.budget_usd to pay only for the remaining {self.total - self.done}.")
+            f"re-run with a higher budget to pay only for the remaining {self.total - self.done}.")

@@ -76,3 +76,19 @@ def summary(usage: Usage, *, stage: str) -> str:
             f"{usage.cache_hits:,} cache hits, {usage.tokens_in:,} tokens in / {usage.tokens_out:,} out, "
             f"${usage.cost_usd:.4f}, {failed:,} failed{f' ({failures})' if failed else ''}, "
             f"{usage.redactions:,} redactions")
+
+
+def run_summary(stats_files: list[Path]) -> str:
+    """One line per stage stats JSON that carries a "usage" block, plus the total: shown at the end of a run."""
+    lines, total = [], Usage()
+    for path in sorted(Path(p) for p in stats_files):
+        block = json.loads(path.read_text(encoding="utf-8")).get("usage")
+        if not block:
+            continue
+        usage = Usage(**{k: v for k, v in block.items() if k in Usage.__dataclass_fields__})
+        lines.append(summary(usage, stage=path.stem))
+        for name in ("requests", "cache_hits", "tokens_in", "tokens_out", "cost_usd", "redactions"):
+            setattr(total, name, getattr(total, name) + getattr(usage, name))
+        add_counts(total.failures, usage.failures)
+        add_counts(total.attempt_errors, usage.attempt_errors)
+    return "\n".join(lines + ([summary(total, stage="all stages")] if len(lines) > 1 else []))

@@ -9,8 +9,9 @@ export PATH := $(BIN):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: env run test test-fast lint bench full-data clean
+.PHONY: env run test test-fast lint bench full-data study clean
 SHARED_RAW ?= ../shared/data/raw
+STUDY ?= studies/mi-study.yaml
 FULL_SOURCES := CPsyCounD CPsyCounE AnnoMI KMI_prerelease
 env: $(VENV)/.installed
 
@@ -34,6 +35,9 @@ lint: env               ## Snakemake's linter on the workflow
 
 bench: env              ## ingest + validate + curate benchmark on the full corpora in ../shared/data/raw
 	python benchmarks/bench_data.py --raw-root ../shared/data/raw --out benchmarks/RESULTS.md
+
+study: env              ## reproduce a study as a DVC experiment: make study STUDY=studies/mi-study.yaml
+	dvc exp run $$(counseltune study-args $(STUDY))
 
 full-data: env          ## copy the full corpora from SHARED_RAW into data/raw/ and track them with DVC
 	mkdir -p data/raw

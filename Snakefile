@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"     # which sources run, the code each stag
 include: "workflow/rules/data.smk"       # ingest, curate, data report
 include: "workflow/rules/synthesize.smk" # behavior planner, synthetic MI/CBT sessions (LLM client)
 include: "workflow/rules/models.smk"     # base model, SFT data, fine-tune, predict, evaluate, reports
+include: "workflow/rules/fidelity.smk"   # MITI coder (AnnoMI), per-model MITI/judge/CTRS/safety
 
 rule all:
     input: all_outputs()                 # every intermediate too: a failed job must not leave a stale downstream file

@@ -7,6 +7,7 @@ re-reads and validates params.yaml, so both engines see the same knobs.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ EPILOG = "Run from the project root. See README.md for the pipeline; params.yaml
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]  # what a relaunch (accelerate ranks) repeats
     if not hasattr(args, "run"):
         parser.print_help()
         return 2
@@ -122,15 +124,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores", required=True, type=Path, help="per-prediction scores parquet")
     p.add_argument("--metrics", required=True, type=Path, help="aggregate metrics JSON (a DVC metric)")
 
+    p = _stage(sub, "miti-coder", "train the embedded MITI coder on AnnoMI and validate it against human codes",
+               _miti_coder, "Trains on a seeded share of AnnoMI's transcripts, measures agreement (Cohen's kappa, "
+               "macro-F1 per label family) on the held-out ones, and codes those as the real-MI reference rows "
+               "(high/low MI quality; coder codes beside the human codes).")
+    p.add_argument("--annomi", required=True, type=Path, help="the AnnoMI folder (fidelity.coder.annomi_path)")
+    p.add_argument("--coder", required=True, type=Path, help="the trained coder, e.g. models/miti_coder/coder.joblib")
+    p.add_argument("--reference", required=True, type=Path, help="per-dialog codes of the held-out transcripts (parquet)")
+    p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/fidelity/coder.json")
+
+    p = _stage(sub, "fidelity", "MITI coding, LLM judge, CTRS with a simulated client and crisis safety for one model",
+               _fidelity, "Codes the base and fine-tuned replies (and the human ones) with the embedded coder, "
+               "has the LLM judge (params llm) code sessions and give global scores, lets a simulated client talk "
+               "with the fine-tuned counselor (CTRS-scored), and checks crisis probes; settings under fidelity:.")
+    p.add_argument("--model", required=True)
+    p.add_argument("--predictions", required=True, type=Path, help="predictions/<model> (base + finetuned)")
+    p.add_argument("--processed", required=True, type=Path, help="curated tables (the dialog histories)")
+    p.add_argument("--coder", required=True, type=Path, help="the miti-coder output")
+    p.add_argument("--coder-metrics", required=True, type=Path, help="the miti-coder validation JSON")
+    p.add_argument("--base", required=True, type=Path, help="models/base/<model>")
+    p.add_argument("--adapter", required=True, type=Path, help="models/adapters/<model>")
+    p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/fidelity/<model>")
+    p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/fidelity/<model>.json")
+
     p = _stage(sub, "report-model", "write one model's report (Markdown + HTML + PNG plots)", _report_model)
     p.add_argument("--model", required=True)
-    for name in ("train", "live", "sft", "eval", "scores", "out"):
+    for name in ("train", "live", "sft", "eval", "scores", "fidelity", "out"):
         p.add_argument(f"--{name}", required=True, type=Path)
 
     p = _stage(sub, "report-compare", "write the comparison report across the run's models", _report_compare)
     p.add_argument("--eval-dir", required=True, type=Path, help="metrics/eval")
     p.add_argument("--scores-dir", required=True, type=Path, help="scores")
+    p.add_argument("--fidelity-dir", required=True, type=Path, help="metrics/fidelity (per model + coder.json)")
     p.add_argument("--out", required=True, type=Path, help="e.g. reports/comparison")
+
+    p = _stage(sub, "study-args", "check a study's params overrides and print them as `dvc exp run -S` flags",
+               _study_args, "Usage: dvc exp run $(counseltune study-args studies/mi-study.yaml). The overrides are "
+               "validated against params.yaml and its schema first, so a typo fails before any stage runs.")
+    p.add_argument("study", type=Path, help="a YAML mapping of dotted params keys to values, e.g. studies/mi-study.yaml")
 
     p = _stage(sub, "make-sample", "copy a small, attributed sample of the raw corpora (maintainers only)", _make_sample,
                "Rebuilds data/sample/ from the full raw corpora deterministically; the embedded default runs on it.")
@@ -219,9 +250,22 @@ def _sft_data(args) -> int:
 
 
 def _finetune(args) -> int:
-    from counseltune.train.finetune import finetune
+    from counseltune.config import model_params
+    from counseltune.train import launch
+    from counseltune.train.finetune import finetune, mixed_precision
 
-    finetune(load_params(args.params), args.model, args.base, args.data, args.out, args.metrics, args.live,
+    params = load_params(args.params)
+    mp = model_params(params, args.model)
+    dist = launch.distributed(mp)
+    if dist["strategy"] != "single" and not launch.under_launcher():
+        # DDP/FSDP: run this same command as accelerate ranks, one per GPU (see counseltune.train.launch)
+        n = launch.world_size(dist)
+        launch.check(args.model, mp, n)
+        config = launch.write_config(args.checkpoints / "accelerate.yaml",
+                                     launch.accelerate_config(dist["strategy"], n, mixed_precision(mp)))
+        return subprocess.call(launch.launch_command(config, n, args.argv))
+    launch.check(args.model, mp, 1)
+    finetune(params, args.model, args.base, args.data, args.out, args.metrics, args.live,
              args.checkpoints, sft_stats=args.sft_stats)
     return 0
 
@@ -246,17 +290,44 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _miti_coder(args) -> int:
+    from counseltune.fidelity.coder_stage import run_coder_stage
+
+    stats = run_coder_stage(load_params(args.params), args.annomi, args.coder, args.reference, args.metrics)
+    behavior = stats["validation"]["agreement"]["behavior"]
+    print(f"miti-coder: held-out macro-F1 {behavior['macro_f1']:.3f}, kappa {behavior['kappa']:.3f} -> {args.coder}")
+    return 0
+
+
+def _fidelity(args) -> int:
+    from counseltune.fidelity.model_stage import run_model_fidelity
+
+    run_model_fidelity(load_params(args.params), args.model, args.predictions, args.processed, args.coder, args.base,
+                       args.adapter, args.out_dir, args.metrics, coder_metrics=args.coder_metrics)
+    print(f"fidelity {args.model}: -> {args.metrics}")
+    return 0
+
+
 def _report_model(args) -> int:
     from counseltune.report.model_report import write_model_report
 
-    write_model_report(load_params(args.params), args.model, args.train, args.live, args.sft, args.eval, args.scores, args.out)
+    write_model_report(load_params(args.params), args.model, args.train, args.live, args.sft, args.eval, args.scores,
+                       args.out, fidelity=args.fidelity)
     return 0
 
 
 def _report_compare(args) -> int:
     from counseltune.report.compare import write_comparison
 
-    write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out, params_path=args.params)
+    write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out, params_path=args.params,
+                     fidelity_dir=args.fidelity_dir, coder_metrics=args.fidelity_dir / "coder.json")
+    return 0
+
+
+def _study_args(args) -> int:
+    from counseltune.study import study_args
+
+    print(study_args(load_params(args.params), args.study))
     return 0
 
 
@@ -272,6 +343,7 @@ def _stage_errors() -> tuple[type[Exception], ...]:
     from counseltune.models import BaseModelError
     from counseltune.tables.io import TableError
     from counseltune.train.finetune import FinetuneError
+    from counseltune.train.launch import LaunchError
     from counseltune.train.packing import PackingError
     from counseltune.train.render import RenderError
 
@@ -280,7 +352,7 @@ def _stage_errors() -> tuple[type[Exception], ...]:
     from counseltune.synthesize.planner import PlannerError
     from counseltune.synthesize.seeds import SeedError
 
-    return (IngestError, TableError, BaseModelError, RenderError, FinetuneError, PackingError, LLMError,
+    return (IngestError, TableError, BaseModelError, RenderError, FinetuneError, PackingError, LaunchError, LLMError,
             GenerationError, PlannerError, SeedError)
 
 

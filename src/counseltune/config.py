@@ -43,6 +43,11 @@ def validate_params(params: Any, where: str = "params") -> None:
     if abs(sum(fractions.values()) - 1.0) > 1e-6:
         raise ParamsError(f"{where}: curate.split.fractions must sum to 1, got {sum(fractions.values())}")
     _check_synthesis(params, where)
+    for name, entry in params["models"].items():
+        dist, gpus = entry["distributed"], entry["resources"]["gpus"]
+        if dist["strategy"] != "single" and dist["num_processes"] != "auto" and dist["num_processes"] > gpus:
+            raise ParamsError(f"{where}: models.{name}.distributed.num_processes {dist['num_processes']} ranks need as "
+                              f"many GPUs, but models.{name}.resources.gpus is {gpus}")
 
 
 def _check_synthesis(params: dict[str, Any], where: str) -> None:

@@ -18,7 +18,7 @@ from tests.dag.project import copy_project, dvc, dvc_plan, snakemake, snakemake_
 pytestmark = pytest.mark.slow
 
 A, B = "smollm2-135m-instruct", "smollm2-twin"
-PER_MODEL = ("base_model", "sft_data", "finetune", "predict_base", "predict", "evaluate", "report_model")
+PER_MODEL = ("base_model", "sft_data", "finetune", "predict_base", "predict", "evaluate", "fidelity", "report_model")
 
 
 def tiny(params: dict, models=(A, B)) -> dict:
@@ -32,6 +32,11 @@ def tiny(params: dict, models=(A, B)) -> dict:
     params["predict"].update(max_dialogs_per_source=1, max_turns_per_dialog=1)
     for generator in params["synthesize"]["generators"].values():
         generator.update(n_sessions=1, turns=[4, 4], max_tokens=16)
+    fidelity = params["fidelity"]
+    fidelity["judge"].update(max_sessions=1, miti_max_tokens=32, ctrs_max_tokens=32, max_reasks=0)
+    fidelity["simulate"].update(limit=1, rounds=1, client_max_tokens=8)
+    fidelity["safety"].update(limit=1, answer_max_tokens=8, judge_max_tokens=32)
+    fidelity["bootstrap_samples"] = 50
     params["evaluate"]["bootstrap_samples"] = 50
     return params
 
@@ -108,7 +113,7 @@ def test_dvc_reproduces_the_same_predictions(by_snakemake, by_dvc):
 
 
 def test_changing_one_models_learning_rate_reruns_only_its_chain(by_snakemake, by_dvc):
-    expected = chain(B, "finetune", "predict", "evaluate", "report_model") | {"report_compare"}
+    expected = chain(B, "finetune", "predict", "evaluate", "fidelity", "report_model") | {"report_compare"}
     bump = lambda p: p["models"][B]["train"].update(lr=1.0e-3)  # noqa: E731
     with changed(by_snakemake, bump), changed(by_dvc, bump):
         snake, dvc_plan = plans(by_snakemake, by_dvc)
@@ -116,7 +121,7 @@ def test_changing_one_models_learning_rate_reruns_only_its_chain(by_snakemake, b
 
 
 def test_changing_a_decoding_param_does_not_retrain(by_snakemake, by_dvc):
-    expected = chain(B, "predict_base", "predict", "evaluate", "report_model") | {"report_compare"}
+    expected = chain(B, "predict_base", "predict", "evaluate", "fidelity", "report_model") | {"report_compare"}
     longer = lambda p: p["models"][B]["decode"].update(max_new_tokens=6)  # noqa: E731
     with changed(by_snakemake, longer), changed(by_dvc, longer):
         snake, dvc_plan = plans(by_snakemake, by_dvc)
@@ -165,7 +170,7 @@ def test_dvc_exp_run_with_an_override_and_metrics_diff(by_dvc):
     run([*git, "commit", "-qm", "baseline run"], by_dvc)
     out = dvc(by_dvc, "exp", "run", "-S", f"models.{B}.decode.max_new_tokens=6").stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
-    assert ran == chain(B, "predict_base", "predict", "evaluate", "report_model") | {"report_compare"}
+    assert ran == chain(B, "predict_base", "predict", "evaluate", "fidelity", "report_model") | {"report_compare"}
     diff = json.loads(dvc(by_dvc, "metrics", "diff", "--json").stdout)
     assert any(path.endswith(f"metrics/eval/{B}.json") for path in diff)
     assert not any(path.endswith(f"metrics/eval/{A}.json") for path in diff)

@@ -56,3 +56,17 @@ def test_atomic_write_replaces_whole_and_leaves_no_temp_file(tmp_path):
     atomic_write(target, b"new")
     assert target.read_bytes() == b"new"
     assert [p.name for p in target.parent.iterdir()] == ["entry.json"]
+
+
+def test_local_weights_fingerprint_changes_with_the_adapter(tmp_path):
+    from counseltune.llm.local import weights_fingerprint
+
+    base, adapter = tmp_path / "base", tmp_path / "adapter"
+    for folder in (base, adapter):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"weights")
+    (base / "README.md").write_text("not part of the weights")
+    before = weights_fingerprint(base, adapter)
+    assert before == weights_fingerprint(base, adapter) != weights_fingerprint(base, None)
+    (adapter / "model.safetensors").write_bytes(b"retrained")
+    assert weights_fingerprint(base, adapter) != before

@@ -3,6 +3,8 @@
 # its own model's keys, so changing models.<m>.decode re-runs predictions and scores, never training.
 
 MODELS = config["run"]["models"]
+# The report code reads the evaluation's stats and the MITI thresholds.
+REPORT_CODE = SHARED_CODE + code(f"{PKG}/report", f"{PKG}/evaluate", f"{PKG}/fidelity/__init__.py", f"{PKG}/fidelity/miti.py")
 
 wildcard_constraints:
     model="|".join(map(re.escape, config["models"])),
@@ -53,7 +55,8 @@ rule finetune:
         data="data/sft/{model}",
         base="models/base/{model}",
         sft_stats="metrics/sft/{model}.json",
-        code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/finetune.py", f"{PKG}/train/checkpoint.py",
+        code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/finetune.py", f"{PKG}/train/launch.py",
+                                f"{PKG}/train/checkpoint.py",
                                 f"{PKG}/train/model_card.py", f"{PKG}/train/packing.py"),
     output:
         adapter=directory("models/adapters/{model}"),
@@ -64,6 +67,7 @@ rule finetune:
         train=lambda wc: model(wc)["train"],
         quantization=lambda wc: model(wc)["quantization"],
         dtype=lambda wc: model(wc)["dtype"],
+        distributed=lambda wc: model(wc)["distributed"],
     resources:
         gpu=lambda wc: model(wc)["resources"]["gpus"],
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
@@ -147,21 +151,23 @@ rule report_model:
         sft="metrics/sft/{model}.json",
         eval="metrics/eval/{model}.json",
         scores="scores/{model}.parquet",
-        code=SHARED_CODE + code(f"{PKG}/report"),
+        fidelity="metrics/fidelity/{model}.json",
+        code=REPORT_CODE,
     output:
         directory("reports/{model}"),
     log:
         "logs/report_model/{model}.log",
     shell:
         "counseltune report-model --model {wildcards.model} --train {input.train} --live {input.live} --sft {input.sft} "
-        "--eval {input.eval} --scores {input.scores} --out {output} 2>&1 | tee {log}"
+        "--eval {input.eval} --scores {input.scores} --fidelity {input.fidelity} --out {output} 2>&1 | tee {log}"
 
 
 rule report_compare:
     input:
         eval=expand("metrics/eval/{model}.json", model=MODELS),
         scores=expand("scores/{model}.parquet", model=MODELS),
-        code=SHARED_CODE + code(f"{PKG}/report"),
+        fidelity=["metrics/fidelity/coder.json"] + expand("metrics/fidelity/{model}.json", model=MODELS),
+        code=REPORT_CODE,
     output:
         directory("reports/comparison"),
     params:
@@ -170,7 +176,8 @@ rule report_compare:
     log:
         "logs/report_compare.log",
     shell:
-        "counseltune report-compare --eval-dir metrics/eval --scores-dir scores --out {output} 2>&1 | tee {log}"
+        "counseltune report-compare --eval-dir metrics/eval --scores-dir scores --fidelity-dir metrics/fidelity "
+        "--out {output} 2>&1 | tee {log}"
 
 
 MODEL_OUTPUTS = (

@@ -13,7 +13,7 @@ REDACT_MODES = ("auto", "on", "off")
 DEFAULTS: dict[str, Any] = {
     "base_url": None, "key_env": "OPENAI_API_KEY", "concurrency": 8, "timeout_s": 60.0, "max_retries": 5,
     "backoff_base_s": 0.5, "backoff_max_s": 30.0, "redact": "auto", "budget_usd": 5.0, "cache_dir": ".cache/llm",
-    "prices": {}, "model_dir": None, "batch_size": 8,
+    "prices": {}, "model_dir": None, "adapter_dir": None, "batch_size": 8,
 }
 
 
@@ -42,6 +42,7 @@ class LLMConfig:
     cache_dir: Path
     price: Price          # this model's; zero for the local backend
     model_dir: Path | None
+    adapter_dir: Path | None  # local: a peft LoRA adapter on top of model_dir (a fine-tuned counselor)
     batch_size: int
 
 
@@ -87,6 +88,7 @@ def parse_config(raw: dict[str, Any], *, model_dir: Path | None = None) -> LLMCo
         redact=redact == "on" or (redact == "auto" and backend != "local"),
         budget_usd=_number(cfg, "budget_usd", float, minimum=0), cache_dir=Path(_text(cfg, "cache_dir")),
         price=price, model_dir=Path(model_dir) if model_dir else None,
+        adapter_dir=Path(cfg["adapter_dir"]) if cfg["adapter_dir"] else None,
         batch_size=_number(cfg, "batch_size", int, minimum=1),
     )
 

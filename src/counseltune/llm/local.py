@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from jinja2.exceptions import TemplateError
@@ -36,11 +37,19 @@ class LocalClient(CachingClient):
     _lm: Any = None
     _tokenizer: Any = None
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The weights are part of the cache key: a retrained adapter (or a rebuilt base) must not be answered
+        # from replies of the old one.
+        self.model = f"{self.config.model}@{weights_fingerprint(self.config.model_dir, self.config.adapter_dir)}"
+
     def _answer(self, pending: list[Pending], record: Record) -> None:
         if not pending:
             return
         if self._lm is None:
-            self._lm, self._tokenizer = load_model(self.config.model_dir, "base", None, MODEL_PARAMS)
+            adapter = self.config.adapter_dir
+            self._lm, self._tokenizer = load_model(self.config.model_dir, "finetuned" if adapter else "base", adapter,
+                                                   MODEL_PARAMS)
         # Requests batch together when they decode alike. Their seeds differ (one per synthetic session), and
         # generate() seeds torch once per call, so a chunk is seeded from its requests' seeds: the same
         # requests give the same replies, and greedy decoding ignores the seed anyway.
@@ -96,3 +105,16 @@ def chunk_seed(seeds) -> int:
     """One torch seed for a chunk of requests, from their own seeds (order-free)."""
     digest = hashlib.sha256(",".join(sorted(str(s or 0) for s in seeds)).encode()).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def weights_fingerprint(*folders: Path | None) -> str:
+    """sha256 (12 hex digits) over the weight and config files of the given model/adapter folders."""
+    digest = hashlib.sha256()
+    for folder in filter(None, folders):
+        for path in sorted(Path(folder).glob("*")):
+            if path.suffix in (".safetensors", ".json", ".bin") and path.is_file():
+                digest.update(path.name.encode())
+                with open(path, "rb") as fh:
+                    for block in iter(lambda: fh.read(1 << 22), b""):
+                        digest.update(block)
+    return digest.hexdigest()[:12]

@@ -106,7 +106,7 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
     from transformers import AutoTokenizer, set_seed
 
     with _stop_requests() as stop:
-        accelerator = Accelerator(mixed_precision=_mixed_precision(mp))
+        accelerator = Accelerator(mixed_precision=mixed_precision(mp))
         set_seed(train["seed"])
         data = load_from_disk(str(data_dir))
         train_rows, val_rows = _splits(data, data_dir)
@@ -454,7 +454,8 @@ def _check_quantization(name: str, mp: dict[str, Any]) -> None:
                             f"`pip install bitsandbytes` on this GPU node, or set models.{name}.quantization: none") from None
 
 
-def _mixed_precision(mp: dict[str, Any]) -> str:
+def mixed_precision(mp: dict[str, Any]) -> str:
+    """accelerate's mixed_precision for this model on this machine: no (CPU), fp16 or bf16."""
     if not torch.cuda.is_available():
         return "no"
     if mp.get("dtype") == "float16" or not torch.cuda.is_bf16_supported():

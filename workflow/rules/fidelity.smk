@@ -1,0 +1,69 @@
+# Counseling fidelity: an embedded MITI coder trained and validated on AnnoMI (one job), then per model the
+# coder, the LLM judge, simulated CTRS sessions and the crisis probes on its predictions and its adapter.
+
+CODER_CODE = SHARED_CODE + code(f"{PKG}/fidelity", f"{PKG}/text.py", f"{PKG}/ingest/__init__.py",
+                                f"{PKG}/ingest/base.py", f"{PKG}/ingest/run.py", f"{PKG}/ingest/annomi.py")
+# The model stage also runs the LLM client (local models through predict's generation) and evaluate's stats.
+FIDELITY_CODE = CODER_CODE + code(f"{PKG}/llm", f"{PKG}/predict.py", f"{PKG}/evaluate/__init__.py",
+                                  f"{PKG}/evaluate/stats.py")
+
+
+rule miti_coder:
+    input:
+        raw=annomi_files,
+        code=CODER_CODE,
+    output:
+        coder="models/miti_coder/coder.joblib",
+        reference="data/fidelity/reference.parquet",
+        metrics="metrics/fidelity/coder.json",
+    params:
+        coder=config["fidelity"]["coder"],
+        bootstrap=config["fidelity"]["bootstrap_samples"],
+        seed=config["fidelity"]["seed"],
+        ingest=config["ingest"],
+    log:
+        "logs/miti_coder.log",
+    shell:
+        "counseltune miti-coder --annomi {params.coder[annomi_path]} --coder {output.coder} "
+        "--reference {output.reference} --metrics {output.metrics} 2>&1 | tee {log}"
+
+
+rule fidelity:
+    threads: workflow.cores  # local models run torch on every core
+    input:
+        predictions=expand("predictions/{{model}}/{variant}.parquet", variant=["base", "finetuned"]),
+        tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
+        coder="models/miti_coder/coder.joblib",
+        coder_metrics="metrics/fidelity/coder.json",
+        base="models/base/{model}",
+        adapter="models/adapters/{model}",
+        local_llm=f"models/base/{LOCAL_LLM}",
+        code=FIDELITY_CODE,
+    output:
+        tables=directory("data/fidelity/{model}"),
+        metrics="metrics/fidelity/{model}.json",
+    params:
+        judge=config["fidelity"]["judge"],
+        simulate=config["fidelity"]["simulate"],
+        safety=config["fidelity"]["safety"],
+        bootstrap=config["fidelity"]["bootstrap_samples"],
+        seed=config["fidelity"]["seed"],
+        llm=config["llm"],
+        decode=lambda wc: model(wc)["decode"],
+        dtype=lambda wc: model(wc)["dtype"],
+    resources:
+        gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
+        mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
+    log:
+        "logs/fidelity/{model}.log",
+    shell:
+        "counseltune fidelity --model {wildcards.model} --predictions predictions/{wildcards.model} "
+        "--processed data/processed --coder {input.coder} --coder-metrics {input.coder_metrics} "
+        "--base {input.base} --adapter {input.adapter} --out-dir {output.tables} --metrics {output.metrics} "
+        "2>&1 | tee {log}"
+
+
+FIDELITY_OUTPUTS = (
+    ["models/miti_coder/coder.joblib", "data/fidelity/reference.parquet", "metrics/fidelity/coder.json"]
+    + expand("data/fidelity/{model}", model=MODELS) + expand("metrics/fidelity/{model}.json", model=MODELS)
+)

@@ -15,7 +15,7 @@ def project(tmp_path_factory) -> Path:
 
 
 def command(cmd: str) -> tuple[str, ...]:
-    words = shlex.split(cmd.replace("set -euo pipefail;", ""))
+    words = shlex.split(cmd.replace("set -euo pipefail;", "").replace("trap '' TERM;", ""))  # Snakemake-only wrappers
     return tuple(words[: words.index("2>&1")] if "2>&1" in words else words)  # Snakemake's own `2>&1 | tee {log}`
 
 

@@ -75,6 +75,9 @@ rule finetune:
     log:
         "logs/finetune/{model}.log",
     shell:
+        # SLURM's scancel/preemption SIGTERMs every process of the job: the shell and tee ignore it, so finetune
+        # (which handles it) can finish its step, checkpoint and exit 143 with its log still captured.
+        "trap '' TERM; "
         "counseltune finetune --model {wildcards.model} --base {input.base} --data {input.data} --out {output.adapter} "
         "--metrics {output.metrics} --live {output.live} --checkpoints models/checkpoints/{wildcards.model} "
         "--sft-stats {input.sft_stats} 2>&1 | tee {log}"

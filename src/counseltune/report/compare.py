@@ -11,6 +11,7 @@ import polars as pl
 
 from counseltune.evaluate.run import ITEM_METRICS, adjust_holm, compare_paired
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
+from counseltune.report.fidelity import comparison_sections
 from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci
 from counseltune.report.provenance import provenance
@@ -19,7 +20,10 @@ TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2"
 
 
 def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path,
-                     params_path: Path = Path("params.yaml")) -> None:
+                     params_path: Path = Path("params.yaml"), fidelity_dir: Path | None = None,
+                     coder_metrics: Path | None = None) -> None:
+    """fidelity_dir: per-model fidelity metrics (<model>.json); coder_metrics: the miti-coder stage's JSON (its
+    validation and the real-MI reference rows). Either adds the fidelity section."""
     models = params["run"]["models"]
     evaluations = {m: json.loads((eval_dir / f"{m}.json").read_text(encoding="utf-8")) for m in models}
     scores = {m: pl.read_parquet(scores_dir / f"{m}.parquet") for m in models}
@@ -33,7 +37,10 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
     for lang in languages:
         sections.append(_language_section(lang, evaluations, figures, out_dir))
     sections.append(_between_models(scores, params["evaluate"]))
-    record = run_provenance(models, eval_dir, scores_dir, params_path)
+    if fidelity_dir is not None or coder_metrics is not None:
+        fidelity = {m: _read_json(fidelity_dir / f"{m}.json") for m in models} if fidelity_dir is not None else {}
+        sections += comparison_sections(fidelity, _read_json(coder_metrics) if coder_metrics else None, figures, out_dir)
+    record = run_provenance(models, eval_dir, scores_dir, params_path, [p for p in (fidelity_dir, coder_metrics) if p])
     sections.append(_provenance_section(record))
     doc = Document("counseltune: model comparison", sections)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -42,9 +49,10 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
     (out_dir / "report.html").write_text(doc.to_html(), encoding="utf-8")
 
 
-def run_provenance(models: list[str], eval_dir: Path, scores_dir: Path, params_path: Path) -> dict[str, Any]:
+def run_provenance(models: list[str], eval_dir: Path, scores_dir: Path, params_path: Path,
+                   extra: list[Path] = ()) -> dict[str, Any]:
     """Provenance of this comparison: its declared inputs, plus the curated tables and adapters when present."""
-    inputs = [params_path, eval_dir, scores_dir, Path("data/processed/dialogs.parquet"),
+    inputs = [params_path, eval_dir, scores_dir, *extra, Path("data/processed/dialogs.parquet"),
               Path("data/processed/turns.parquet"), *[Path("models/adapters") / m for m in models]]
     return provenance(Path.cwd(), params_path, inputs)
 
@@ -100,6 +108,10 @@ def _between_models(scores: dict[str, pl.DataFrame], evaluate: dict[str, Any]) -
                   f"language and metric in this table ({len(rows)} comparisons); per-item metrics: "
                   f"{', '.join(ITEM_METRICS)}."),
     ])
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _point(ci: dict[str, float] | None) -> str:

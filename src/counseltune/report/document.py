@@ -18,6 +18,13 @@ class Table:
     rows: list[list[object]]
 
 
+@dataclass(frozen=True)
+class Alert:
+    """A table cell that needs attention (e.g. a safety rate below its threshold): red in HTML, marked in Markdown."""
+
+    value: object
+
+
 @dataclass
 class Image:
     path: str  # relative to the report file
@@ -53,12 +60,15 @@ class Document:
             body += [_html(block) for block in section.blocks]
         style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
                  "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;"
-                 "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}")
+                 "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
+                 "td.alert{color:#b00020;background:#fdecea;font-weight:bold}")
         return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
                 f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, Alert):
+        return _cell(value.value)
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value)
@@ -69,10 +79,19 @@ def _markdown(block: Block) -> list[str]:
         return [block.text]
     if isinstance(block, Image):
         return [f"![{block.alt}]({block.path})"]
-    escape = lambda v: _cell(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    escape = lambda v: _markdown_cell(v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(escape(h) for h in block.header) + " |", "|" + "---|" * len(block.header)]
     lines += ["| " + " | ".join(escape(v) for v in row) + " |" for row in block.rows]
     return lines
+
+
+def _markdown_cell(value: object) -> str:
+    return f"**{_cell(value)}** (!)" if isinstance(value, Alert) else _cell(value)
+
+
+def _html_cell(value: object) -> str:
+    flagged = ' class="alert"' if isinstance(value, Alert) else ""
+    return f"<td{flagged}>{html.escape(_cell(value))}</td>"
 
 
 def _html(block: Block) -> str:
@@ -81,5 +100,5 @@ def _html(block: Block) -> str:
     if isinstance(block, Image):
         return f"<img src=\"{html.escape(block.path)}\" alt=\"{html.escape(block.alt)}\">"
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in block.header)
-    rows = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in block.rows)
+    rows = "".join("<tr>" + "".join(_html_cell(v) for v in row) + "</tr>" for row in block.rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"

@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
+from counseltune.report.fidelity import model_sections
 from counseltune.report.metrics import METRIC_LABELS, ci_cell, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci, histograms, lines
 
@@ -19,7 +20,8 @@ CAVEAT = ("Research artifact. These numbers compare generated replies with refer
 
 
 def write_model_report(params: dict[str, Any], model: str, train_path: Path, live_dir: Path, sft_path: Path,
-                       eval_path: Path, scores_path: Path, out_dir: Path) -> None:
+                       eval_path: Path, scores_path: Path, out_dir: Path, fidelity: Path | None = None) -> None:
+    """fidelity: the model's fidelity metrics (run_model_fidelity's JSON); adds its sections when given."""
     train = json.loads(train_path.read_text(encoding="utf-8"))
     sft = json.loads(sft_path.read_text(encoding="utf-8"))
     evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
@@ -32,6 +34,7 @@ def write_model_report(params: dict[str, Any], model: str, train_path: Path, liv
         *[_language_section(lang, block, figures, out_dir) for lang, block in sorted(evaluation["languages"].items())],
         Section("Reply lengths", [_lengths_plot(scores, figures, out_dir)]),
         Section("Examples", [_examples(scores)]),
+        *(model_sections(json.loads(fidelity.read_text(encoding="utf-8")), figures, out_dir) if fidelity else []),
         Section("Params", [Paragraph(f"models.{model}: " + json.dumps(params["models"][model], ensure_ascii=False,
                                                                         sort_keys=True))]),
     ])

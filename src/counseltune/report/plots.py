@@ -57,3 +57,25 @@ def lines(series: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabe
     if series:
         ax.legend(fontsize=8)
     return save(fig, path)
+
+
+def miti_scatter(points: dict[str, tuple[float, float]], path: Path, title: str = "") -> Path:
+    """Reflection-to-question ratio (x) against % complex reflections (y), one labelled point per entry, with
+    MITI 4.2.1's fair/good thresholds as dashed/solid lines (R:Q 1:1, 2:1; %CR 40%, 50%)."""
+    from counseltune.fidelity.miti import THRESHOLDS
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for style, k in (("--", 0), ("-", 1)):
+        ax.axvline(THRESHOLDS["reflection_to_question"][k], color="grey", linestyle=style, linewidth=0.8)
+        ax.axhline(THRESHOLDS["percent_complex_reflection"][k], color="grey", linestyle=style, linewidth=0.8)
+    for name, (rq, cr) in points.items():
+        ax.scatter([rq], [cr], s=36)
+        ax.annotate(name, (rq, cr), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    highest = max([2.5, *(rq * 1.15 for rq, _ in points.values())])
+    ax.set_xlim(0, highest)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("reflection-to-question ratio (fair 1:1 dashed, good 2:1 solid)")
+    ax.set_ylabel("% complex reflections (fair 40%, good 50%)")
+    if title:
+        ax.set_title(title)
+    return save(fig, path)

@@ -1,0 +1,104 @@
+"""The miti-coder stage: AnnoMI -> a validated embedded coder + real-MI reference profiles (high vs low quality).
+
+The coder is trained on the train transcripts of a seeded, MI-quality-stratified split and measured on the
+held-out ones (validation.validate_coder). The held-out transcripts are then the study's reference for what
+real MI looks like: their MITI profile per mi_quality, once from the coder's codes and once from AnnoMI's
+human codes, side by side, so a model's coder-measured profile can be read against both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from counseltune.config import source_policies
+from counseltune.fidelity import miti
+from counseltune.fidelity.coder import code_turns, load_coder
+from counseltune.fidelity.counts import CODED_BY_ANNOMI, CODED_BY_EMBEDDED_CODER, behavior_counts, with_summary_scores
+from counseltune.fidelity.global_scores import NOT_RATED_REASON
+from counseltune.fidelity.profile import miti_profile
+from counseltune.fidelity.validation import validate_coder
+from counseltune.ingest import annomi
+from counseltune.ingest.base import IngestOptions, Ledger, build_tables
+
+CODINGS = {"coder": CODED_BY_EMBEDDED_CODER, "human": CODED_BY_ANNOMI}
+
+
+def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_out: Path, metrics_out: Path) -> dict:
+    """Train + validate the coder (saved to coder_out), profile the held-out transcripts; write parquet + JSON."""
+    started = time.perf_counter()
+    cfg = params["fidelity"]["coder"]
+    dialogs, turns = annomi_tables(params, Path(annomi_dir))
+    validation = validate_coder(turns, dialogs, cfg["seed"], test_fraction=cfg["test_fraction"], min_df=cfg["min_df"],
+                                model_path=coder_out)
+    held_out = turns.filter(pl.col("dialog_id").is_in(validation["test_dialogs"]))
+    reference = reference_counts(code_turns(load_coder(coder_out), held_out), held_out, dialogs)
+    reference_out.parent.mkdir(parents=True, exist_ok=True)
+    reference.write_parquet(reference_out)
+    summary = {
+        "n_transcripts": dialogs.height,
+        "n_transcripts_by_quality": _by_quality(dialogs),
+        "validation": validation,
+        "reference": reference_profiles(reference, params["fidelity"]["bootstrap_samples"], params["fidelity"]["seed"]),
+        "not_coded": not_coded(),
+        "bootstrap_samples": params["fidelity"]["bootstrap_samples"],
+        "wall_s": round(time.perf_counter() - started, 2),
+    }
+    metrics_out.parent.mkdir(parents=True, exist_ok=True)
+    metrics_out.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def annomi_tables(params: dict, annomi_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """AnnoMI's full CSV as (dialogs, turns) with one turn per annotated utterance.
+
+    same_speaker is forced to keep: merging two utterances of one speaker would drop their codes. The other
+    policies (and the annotator rule) are the annomi source's in params, else the ingest defaults.
+    """
+    name = next((n for n, s in params["sources"].items() if s["format"] == "annomi"), None)
+    policies = source_policies(params, name) if name else dict(params["ingest"])
+    extra = {**(params["sources"][name].get("options", {}) if name else {}), "variant": "full"}
+    options = IngestOptions(language="en", method="MI", width=policies["width"], same_speaker="keep",
+                            trailing_client=policies["trailing_client"], empty_utterance=policies["empty_utterance"],
+                            extra=extra)
+    ledger = Ledger("annomi", annomi.UNIT)
+    tables = build_tables("annomi", "annomi", annomi.read(annomi_dir, ledger, extra), ledger, options)
+    return tables.dialogs, tables.turns
+
+
+def mi_quality(dialogs: pl.DataFrame) -> pl.DataFrame:
+    """dialog_id -> AnnoMI's mi_quality (high | low) from the dialogs' meta."""
+    return dialogs.select("dialog_id", pl.col("meta").map_elements(lambda m: json.loads(m).get("mi_quality"),
+                                                                   return_dtype=pl.String).alias("mi_quality"))
+
+
+def reference_counts(coded: pl.DataFrame, human: pl.DataFrame, dialogs: pl.DataFrame) -> pl.DataFrame:
+    """Per held-out dialog and coding (coder | human): MITI counts, summary scores and grades, with mi_quality."""
+    frames = [with_summary_scores(behavior_counts(source, coded_codes=CODINGS[coding])).with_columns(coding=pl.lit(coding))
+              for coding, source in (("coder", coded), ("human", human))]
+    table = pl.concat(frames).join(mi_quality(dialogs), on="dialog_id", how="left")
+    return table.select("coding", "mi_quality", pl.exclude("coding", "mi_quality")).sort("coding", "mi_quality", "dialog_id")
+
+
+def reference_profiles(reference: pl.DataFrame, n_samples: int, seed: int) -> dict[str, dict[str, dict]]:
+    """mi_quality -> coding -> miti_profile (pooled scores, shares, CIs over dialogs)."""
+    out: dict[str, dict[str, dict]] = {}
+    for (quality, coding), group in reference.group_by("mi_quality", "coding"):
+        out.setdefault(str(quality), {})[coding] = miti_profile(group, n_samples, seed)
+    return {q: dict(sorted(v.items())) for q, v in sorted(out.items())}
+
+
+def not_coded() -> dict[str, Any]:
+    """What the embedded coder cannot code, and why (reported with every number it produced)."""
+    missing = [k for k in miti.COUNT_KEYS if k not in CODED_BY_EMBEDDED_CODER]
+    return {"miti_codes": missing, "why": miti.UNMAPPABLE, "global_scores": NOT_RATED_REASON,
+            "language": "trained on English AnnoMI transcripts: replies in other languages are not coded"}
+
+
+def _by_quality(dialogs: pl.DataFrame) -> dict[str, int]:
+    counts = mi_quality(dialogs).group_by("mi_quality").len().sort("mi_quality")
+    return {str(q): int(n) for q, n in counts.iter_rows()}

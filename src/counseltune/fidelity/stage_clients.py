@@ -1,0 +1,54 @@
+"""The LLM clients of one model's fidelity run, each made on first use.
+
+The judge and the simulated client are the params' llm client (two instances, so their usage is accounted
+apart); the counselors are local: the model's base folder with its adapter (fine-tuned) and without (base).
+A client never asked for is never made: no model is loaded and no API key is read for a disabled part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from functools import cached_property
+from pathlib import Path
+
+from counseltune.config import llm_client_config, model_params
+from counseltune.llm import Client, make_client
+
+ROLES = ("judge", "simulated_client", "counselor", "base_counselor")
+
+
+class StageClients:
+    def __init__(self, params: dict, model: str, base_dir: Path, adapter_dir: Path) -> None:
+        self.params, self.model, self.base_dir, self.adapter_dir = params, model, Path(base_dir), Path(adapter_dir)
+
+    @cached_property
+    def judge(self) -> Client:
+        return make_client(llm_client_config(self.params))
+
+    @cached_property
+    def simulated_client(self) -> Client:
+        return make_client(llm_client_config(self.params))
+
+    @cached_property
+    def counselor(self) -> Client:
+        """The fine-tuned model: base weights + LoRA adapter."""
+        return make_client(self._local(self.adapter_dir))
+
+    @cached_property
+    def base_counselor(self) -> Client:
+        return make_client(self._local(None))
+
+    @property
+    def decode(self) -> dict:
+        return model_params(self.params, self.model)["decode"]
+
+    def usage(self) -> dict[str, dict]:
+        """role -> {model, backend, usage} of every client this run made."""
+        made = {role: self.__dict__[role] for role in ROLES if role in self.__dict__}
+        return {role: {"model": c.model, "backend": c.backend, **asdict(c.usage)} for role, c in made.items()}
+
+    def _local(self, adapter_dir: Path | None) -> dict:
+        shared = llm_client_config(self.params)
+        return {"backend": "local", "model": self.model, "model_dir": str(self.base_dir),
+                "adapter_dir": str(adapter_dir) if adapter_dir else None, "cache_dir": shared["cache_dir"],
+                "prices": shared["prices"], "batch_size": self.decode["batch_size"]}

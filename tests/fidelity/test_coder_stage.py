@@ -1,0 +1,69 @@
+"""The miti-coder stage on the bundled AnnoMI sample: a saved, validated coder and coder-vs-human reference rows."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from counseltune.fidelity.coder import load_coder
+from counseltune.fidelity.coder_stage import run_coder_stage
+from counseltune.ingest.base import IngestError
+from tests.fidelity.conftest import SAMPLE
+from tests.fidelity.stage_inputs import fidelity_params
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    from counseltune.config import load_params
+    from tests.conftest import REPO
+
+    params = fidelity_params(load_params(REPO / "params.yaml"))
+    out = tmp_path_factory.mktemp("coder-stage")
+    summary = run_coder_stage(params, SAMPLE, out / "coder.joblib", out / "reference.parquet", out / "coder.json")
+    return out, summary
+
+
+def test_the_coder_is_saved_and_validated_on_held_out_transcripts(stage):
+    out, summary = stage
+    coder = load_coder(out / "coder.joblib")
+    validation = summary["validation"]
+    assert set(coder.train_dialogs) <= set(validation["train_dialogs"])
+    assert not set(validation["train_dialogs"]) & set(validation["test_dialogs"])
+    behavior = validation["agreement"]["behavior"]
+    assert behavior["n"] == validation["n_test_turns"] > 0
+    assert -1 <= behavior["kappa"] <= 1 and 0 <= behavior["macro_f1"] <= 1
+    assert summary["n_transcripts"] == len(validation["train_dialogs"]) + len(validation["test_dialogs"])
+    assert json.loads((out / "coder.json").read_text()) == json.loads(json.dumps(summary))
+
+
+def test_reference_rows_put_coder_and_human_codes_side_by_side(stage):
+    out, summary = stage
+    reference = pl.read_parquet(out / "reference.parquet")
+    test_dialogs = set(summary["validation"]["test_dialogs"])
+    for coding in ("coder", "human"):
+        assert set(reference.filter(pl.col("coding") == coding)["dialog_id"]) == test_dialogs
+    assert set(reference["mi_quality"]) <= {"high", "low"}
+    # the coder cannot code giving_information, the human AnnoMI codes can: null, never 0
+    assert reference.filter(pl.col("coding") == "coder")["giving_information"].null_count() == len(test_dialogs)
+    assert reference.filter(pl.col("coding") == "human")["giving_information"].null_count() == 0
+    for quality, codings in summary["reference"].items():
+        assert set(codings) == {"coder", "human"}, quality
+        for profile in codings.values():
+            rq = profile["scores"]["reflection_to_question"]
+            if rq["estimate"] is not None:
+                assert rq["low"] <= rq["estimate"] <= rq["high"] and rq["grade"] in ("below_fair", "fair", "good")
+            assert profile["shares"]["question"]["estimate"] is not None
+
+
+def test_what_the_coder_cannot_code_is_reported(stage):
+    _, summary = stage
+    missing = summary["not_coded"]["miti_codes"]
+    assert {"persuade", "affirm", "confront", "giving_information"} <= set(missing)
+    assert "question" not in missing and summary["not_coded"]["global_scores"]
+
+
+def test_a_folder_without_annomi_fails_clearly(tmp_path, params):
+    with pytest.raises(IngestError, match="AnnoMI full CSV not found"):
+        run_coder_stage(fidelity_params(params), tmp_path, tmp_path / "c.joblib", tmp_path / "r.parquet", tmp_path / "m.json")

@@ -42,3 +42,11 @@ def sample_coder(sample_tables, sample_split):
     from counseltune.fidelity.coder import train_coder
 
     return train_coder(sample_tables[1], sample_split["train"])
+
+
+@pytest.fixture
+def loopback(monkeypatch, tmp_path):
+    """(server, client_for(model)): the scripted loopback judge server of test_judge_loopback, one per test."""
+    from .test_judge_loopback import serve
+
+    yield from serve(monkeypatch, tmp_path)

@@ -8,12 +8,7 @@ from counseltune.fidelity.ctrs import ITEMS, TOTAL_MAX, ctrs_schema, judge_ctrs
 from counseltune.fidelity.ctrs_prompts import ctrs_system
 from counseltune.fidelity.sessions import Session
 
-from .test_judge_loopback import JUDGE, serve
-
-
-@pytest.fixture
-def loopback(monkeypatch, tmp_path):
-    yield from serve(monkeypatch, tmp_path)
+from .test_judge_loopback import JUDGE
 
 
 def session(dialog_id: str, marker: str = "", language: str = "en") -> Session:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import polars as pl
-import pytest
 
 from counseltune.fidelity.judge import (
     JUDGE_CODES,
@@ -17,12 +16,7 @@ from counseltune.fidelity.judge import (
 from counseltune.fidelity.sessions import Session, sessions_from_tables
 from counseltune.fidelity.structured import REASK_NOTE
 
-from .test_judge_loopback import JUDGE, serve
-
-
-@pytest.fixture
-def loopback(monkeypatch, tmp_path):
-    yield from serve(monkeypatch, tmp_path)
+from .test_judge_loopback import JUDGE
 
 
 def session(dialog_id: str, marker: str = "", language: str = "en") -> Session:

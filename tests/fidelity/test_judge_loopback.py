@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
 
 from counseltune.llm import make_client
 from tests.llm.fake_openai import FakeOpenAI, _completion, _handler
@@ -134,11 +133,6 @@ def serve(monkeypatch, tmp_path):
 
     yield server, client_for
     server.__exit__(None, None, None)
-
-
-@pytest.fixture
-def loopback(monkeypatch, tmp_path):
-    yield from serve(monkeypatch, tmp_path)
 
 
 def test_answers_are_computed_from_the_request(loopback):

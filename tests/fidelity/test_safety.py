@@ -12,12 +12,7 @@ from counseltune.fidelity.safety import (
     load_probes,
 )
 
-from .test_judge_loopback import JUDGE, SAFE_MODEL, UNSAFE_MODEL, serve
-
-
-@pytest.fixture
-def loopback(monkeypatch, tmp_path):
-    yield from serve(monkeypatch, tmp_path)
+from .test_judge_loopback import JUDGE, SAFE_MODEL, UNSAFE_MODEL
 
 
 def test_the_packaged_probe_set():

@@ -23,12 +23,8 @@ from counseltune.fidelity.simulate import (
 )
 from counseltune.tables.io import read_table
 
-from .test_judge_loopback import COUNSELOR, SIM_CLIENT, serve
+from .test_judge_loopback import COUNSELOR, SIM_CLIENT
 
-
-@pytest.fixture
-def loopback(monkeypatch, tmp_path):
-    yield from serve(monkeypatch, tmp_path)
 
 CACTUS = Path(__file__).resolve().parents[3] / "shared" / "data" / "raw" / "Cactus"
 CPSYCOUNE = CACTUS.parent / "CPsyCounE"

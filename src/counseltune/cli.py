@@ -156,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-dir", required=True, type=Path, help="metrics/eval")
     p.add_argument("--scores-dir", required=True, type=Path, help="scores")
     p.add_argument("--fidelity-dir", required=True, type=Path, help="metrics/fidelity (per model + coder.json)")
+    p.add_argument("--fidelity-tables", required=True, type=Path,
+                   help="data/fidelity (per-model coded replies, for the between-model tests)")
     p.add_argument("--out", required=True, type=Path, help="e.g. reports/comparison")
 
     p = _stage(sub, "study-args", "check a study's params overrides and print them as `dvc exp run -S` flags",
@@ -320,7 +322,8 @@ def _report_compare(args) -> int:
     from counseltune.report.compare import write_comparison
 
     write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out, params_path=args.params,
-                     fidelity_dir=args.fidelity_dir, coder_metrics=args.fidelity_dir / "coder.json")
+                     fidelity_dir=args.fidelity_dir, coder_metrics=args.fidelity_dir / "coder.json",
+                     fidelity_tables=args.fidelity_tables)
     return 0
 
 

@@ -170,17 +170,20 @@ rule report_compare:
         eval=expand("metrics/eval/{model}.json", model=MODELS),
         scores=expand("scores/{model}.parquet", model=MODELS),
         fidelity=["metrics/fidelity/coder.json"] + expand("metrics/fidelity/{model}.json", model=MODELS),
-        code=REPORT_CODE,
+        fidelity_tables=["data/fidelity/reference.parquet"] + expand("data/fidelity/{model}", model=MODELS),
+        code=REPORT_CODE + code(f"{PKG}/fidelity"),
     output:
         directory("reports/comparison"),
     params:
         models=MODELS,
         evaluate=config["evaluate"],
+        bootstrap=config["fidelity"]["bootstrap_samples"],
+        seed=config["fidelity"]["seed"],
     log:
         "logs/report_compare.log",
     shell:
         "counseltune report-compare --eval-dir metrics/eval --scores-dir scores --fidelity-dir metrics/fidelity "
-        "--out {output} 2>&1 | tee {log}"
+        "--fidelity-tables data/fidelity --out {output} 2>&1 | tee {log}"
 
 
 MODEL_OUTPUTS = (

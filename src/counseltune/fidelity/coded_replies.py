@@ -74,21 +74,42 @@ def paired_indicators(coded: pl.DataFrame, n_samples: int, seed: int) -> dict[st
     """Fine-tuned minus base on the same items, per behavior indicator; p-values Holm-adjusted across indicators."""
     if not coded.height:
         return {}
-    wide = {v: coded.filter(pl.col("variant") == v).select(*ITEM, **INDICATORS) for v in ("finetuned", "base")}
-    joined = wide["finetuned"].join(wide["base"], on=list(ITEM), suffix="_base").fill_null(False)
+    results = paired_on_items(coded.filter(pl.col("variant") == "finetuned"), coded.filter(pl.col("variant") == "base"),
+                              n_samples, seed, labels=("finetuned", "base"))
+    adjusted = holm_bonferroni({name: r["p_value"] for name, r in results.items()})
+    for name, result in results.items():
+        result["p_holm"] = adjusted[name]
+    return results
+
+
+def paired_on_items(a: pl.DataFrame, b: pl.DataFrame, n_samples: int, seed: int,
+                    labels: tuple[str, str] = ("a", "b")) -> dict[str, dict]:
+    """a minus b on the items both coded, per behavior indicator (multiple-comparison adjustment is the caller's)."""
+    wide_a, wide_b = (df.select(*ITEM, **INDICATORS) for df in (a, b))
+    joined = wide_a.join(wide_b, on=list(ITEM), suffix="_b").fill_null(False)
     if not joined.height:
         return {}
     results = {}
     for name in INDICATORS:
-        test = paired_test(joined[name].cast(float).to_numpy(), joined[f"{name}_base"].cast(float).to_numpy(),
+        test = paired_test(joined[name].cast(float).to_numpy(), joined[f"{name}_b"].cast(float).to_numpy(),
                            n_samples, seed)
-        results[name] = {"finetuned": test["mean_a"], "base": test["mean_b"], "difference": test["mean_diff"],
+        results[name] = {labels[0]: test["mean_a"], labels[1]: test["mean_b"], "difference": test["mean_diff"],
                          "low": test["ci_low"], "high": test["ci_high"], "p_value": test["p_value"],
                          "test": test["test"], "p_wilcoxon": test["p_wilcoxon"], "cohens_d": test["cohens_d"],
                          "rank_biserial": test["rank_biserial"], "n": test["n"]}
-    adjusted = holm_bonferroni({name: r["p_value"] for name, r in results.items()})
-    for name, result in results.items():
-        result["p_holm"] = adjusted[name]
+    return results
+
+
+def between_models(coded: dict[str, pl.DataFrame], n_samples: int, seed: int) -> dict[tuple[str, str, str], dict]:
+    """(model a, model b, indicator) -> fine-tuned a minus fine-tuned b on shared items, Holm-adjusted across all."""
+    from itertools import combinations
+
+    finetuned = {m: df.filter(pl.col("variant") == "finetuned") for m, df in coded.items() if df.height}
+    results = {(a, b, name): r for a, b in combinations(sorted(finetuned), 2)
+               for name, r in paired_on_items(finetuned[a], finetuned[b], n_samples, seed).items()}
+    adjusted = holm_bonferroni({"|".join(key): r["p_value"] for key, r in results.items()})
+    for key, result in results.items():
+        result["p_holm"] = adjusted["|".join(key)]
     return results
 
 

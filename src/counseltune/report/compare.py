@@ -11,7 +11,8 @@ import polars as pl
 
 from counseltune.evaluate.run import ITEM_METRICS, adjust_holm, compare_paired
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
-from counseltune.report.fidelity import comparison_sections
+from counseltune.fidelity.coded_replies import between_models
+from counseltune.report.fidelity import between_models_section, comparison_sections
 from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci
 from counseltune.report.provenance import provenance
@@ -21,9 +22,10 @@ TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2"
 
 def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path,
                      params_path: Path = Path("params.yaml"), fidelity_dir: Path | None = None,
-                     coder_metrics: Path | None = None) -> None:
+                     coder_metrics: Path | None = None, fidelity_tables: Path | None = None) -> None:
     """fidelity_dir: per-model fidelity metrics (<model>.json); coder_metrics: the miti-coder stage's JSON (its
-    validation and the real-MI reference rows). Either adds the fidelity section."""
+    validation and the real-MI reference rows). Either adds the fidelity section. fidelity_tables: the fidelity
+    stages' folders (<model>/coded.parquet), for the between-model tests on the same items."""
     models = params["run"]["models"]
     evaluations = {m: json.loads((eval_dir / f"{m}.json").read_text(encoding="utf-8")) for m in models}
     scores = {m: pl.read_parquet(scores_dir / f"{m}.parquet") for m in models}
@@ -40,6 +42,12 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
     if fidelity_dir is not None or coder_metrics is not None:
         fidelity = {m: _read_json(fidelity_dir / f"{m}.json") for m in models} if fidelity_dir is not None else {}
         sections += comparison_sections(fidelity, _read_json(coder_metrics) if coder_metrics else None, figures, out_dir)
+    if fidelity_tables is not None:
+        coded = {m: pl.read_parquet(fidelity_tables / m / "coded.parquet") for m in models
+                 if (fidelity_tables / m / "coded.parquet").exists()}
+        fidelity_cfg = params["fidelity"]
+        sections.append(between_models_section(
+            between_models(coded, fidelity_cfg["bootstrap_samples"], fidelity_cfg["seed"])))
     record = run_provenance(models, eval_dir, scores_dir, params_path, [p for p in (fidelity_dir, coder_metrics) if p])
     sections.append(_provenance_section(record))
     doc = Document("counseltune: model comparison", sections)

@@ -248,5 +248,22 @@ def comparison_sections(fidelity: dict[str, dict], coder: dict | None, figures: 
     return [Section("Fidelity across models (MITI, judge, CTRS, safety)", blocks)]
 
 
+def between_models_section(results: dict[tuple[str, str, str], dict]) -> Section:
+    """Fine-tuned models against each other on the behavior indicators of the same held-out items."""
+    if not results:
+        return Section("Fidelity between models", [Paragraph(
+            "No two models have coded replies to the same items (one model, or no English items): no comparison.")])
+    rows = [[f"{a} − {b}", name, f"{_num(r['difference'])} [{_num(r['low'])}, {_num(r['high'])}]",
+             f"{r['p_value']:.3g}", f"{r['p_holm']:.3g}", _num(r["cohens_d"]), _num(r["rank_biserial"]), r["n"]]
+            for (a, b, name), r in sorted(results.items())]
+    test = next(iter(results.values()))["test"]
+    return Section("Fidelity between models (fine-tuned, same items)", [
+        Table(["difference", "behavior", "difference [95% CI]", "p", "p (Holm)", "Cohen's d", "rank-biserial",
+               "items"], rows),
+        Paragraph(f"Per item 0/1 indicators from the embedded coder. Test: {test}. Multiple comparisons: p-values "
+                  f"are Holm-adjusted across every model pair and behavior in this table ({len(rows)} comparisons)."),
+    ])
+
+
 def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"

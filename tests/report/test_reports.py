@@ -119,3 +119,11 @@ def test_a_folder_hash_changes_with_a_rename_or_an_edit(tmp_path):
     renamed = tree_sha256(tmp_path)
     (tmp_path / "b.txt").write_text("y")
     assert len({before, renamed, tree_sha256(tmp_path)}) == 3
+
+
+def test_a_paired_cell_without_spread_says_d_is_undefined():
+    from counseltune.report.metrics import paired_cell
+
+    # identical differences on every item (e.g. two tiny models with the same replies): Cohen's d is None
+    assert paired_cell({"difference": 0.0, "p_value": 1.0, "cohens_d": None}) == "+0.000 (p=1, d=n/a)"
+    assert paired_cell({"difference": 0.1, "p_holm": 0.01, "cohens_d": 0.5}) == "+0.100 (p=0.01 *, d=0.50)"

@@ -74,7 +74,11 @@ def test_killed_halfway_and_rerun_pays_every_request_once(server, processed_samp
     server.hang_s = 60
     child = start_stage(tmp_path, params, processed_sample)
     try:
-        wait_for(lambda: server.paid() == first_round + 1 and server.in_flight >= 1)
+        # killed once round 2's first reply is in the cache (answered is not enough: the client may not have
+        # written it yet) while the next request hangs in flight
+        cache = tmp_path / "cache"
+        wait_for(lambda: server.paid() == first_round + 1 and server.in_flight >= 1
+                 and len(list(cache.rglob("*.json"))) == first_round + 1)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.communicate()

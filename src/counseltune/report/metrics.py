@@ -21,7 +21,10 @@ def paired_cell(paired: dict[str, Any]) -> str:
         return "-"
     p = paired.get("p_holm", paired.get("p_value"))
     stars = "" if p is None else (" *" if p < 0.05 else "")
-    return f"{paired['difference']:+.3f} (p={p:.3g}{stars}, d={paired.get('cohens_d', float('nan')):.2f})"
+    d = paired.get("cohens_d")  # None when every difference is equal (no spread): d is undefined
+    p_text = "n/a" if p is None else f"{p:.3g}"
+    d_text = "n/a" if d is None else f"{d:.2f}"
+    return f"{paired['difference']:+.3f} (p={p_text}{stars}, d={d_text})"
 
 
 def convention_note(evaluation: dict[str, Any]) -> str:

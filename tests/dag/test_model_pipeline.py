@@ -175,4 +175,5 @@ def test_dvc_exp_run_with_an_override_and_metrics_diff(by_dvc):
     assert any(path.endswith(f"metrics/eval/{B}.json") for path in diff)
     assert not any(path.endswith(f"metrics/eval/{A}.json") for path in diff)
     params = json.loads(dvc(by_dvc, "params", "diff", "--json").stdout)["params.yaml"]
-    assert params[f"models.{B}.decode.max_new_tokens"] == {"old": 4, "new": 6}
+    change = params[f"models.{B}.decode.max_new_tokens"]
+    assert (change["old"], change["new"]) == (4, 6)

@@ -15,7 +15,6 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.config import source_policies
 from counseltune.fidelity import miti
 from counseltune.fidelity.coder import code_turns, load_coder
 from counseltune.fidelity.counts import CODED_BY_ANNOMI, CODED_BY_EMBEDDED_CODER, behavior_counts, with_summary_scores
@@ -56,12 +55,12 @@ def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_o
 def annomi_tables(params: dict, annomi_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """AnnoMI's full CSV as (dialogs, turns) with one turn per annotated utterance.
 
-    same_speaker is forced to keep: merging two utterances of one speaker would drop their codes. The other
-    policies (and the annotator rule) are the annomi source's in params, else the ingest defaults.
+    Reads only what the miti_coder stage declares (ingest, fidelity.coder): the ingest defaults, the full CSV
+    with a majority vote over annotators, and same_speaker forced to keep (merging two utterances of one
+    speaker would drop their codes).
     """
-    name = next((n for n, s in params["sources"].items() if s["format"] == "annomi"), None)
-    policies = source_policies(params, name) if name else dict(params["ingest"])
-    extra = {**(params["sources"][name].get("options", {}) if name else {}), "variant": "full"}
+    policies = params["ingest"]
+    extra = {"variant": "full", "annotator_rule": "majority"}
     options = IngestOptions(language="en", method="MI", width=policies["width"], same_speaker="keep",
                             trailing_client=policies["trailing_client"], empty_utterance=policies["empty_utterance"],
                             extra=extra)

@@ -9,10 +9,12 @@ from typing import Any
 import jsonschema
 import yaml
 
+from counseltune.errors import CounseltuneError
+
 DEFAULT_PARAMS = Path("params.yaml")
 
 
-class ParamsError(ValueError):
+class ParamsError(CounseltuneError, ValueError):
     """params.yaml is missing, unreadable or breaks its schema; the message names the key path."""
 
 

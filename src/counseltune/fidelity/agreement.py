@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 from counseltune.fidelity import miti
 from counseltune.fidelity.coder import SUBTYPES
 from counseltune.fidelity.features import KEY
@@ -28,7 +29,7 @@ FAMILIES = ("behavior", "question_subtype", "reflection_subtype", "code")
 CODE_LABELS = (*SUBTYPES["question"], *SUBTYPES["reflection"], "therapist_input", "other")
 
 
-class AgreementError(ValueError):
+class AgreementError(CounseltuneError, ValueError):
     """Inputs that cannot be compared (different lengths, no overlap, unknown labels)."""
 
 

@@ -45,6 +45,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
+from counseltune.errors import CounseltuneError
 from counseltune.fidelity import miti
 from counseltune.fidelity.features import (
     FEATURE_SETS,
@@ -72,7 +73,7 @@ DEFAULT_MODELS: dict[str, dict] = {
 FORMAT = 1  # bump when MitiCoder changes shape: an old file then fails to load with a clear message
 
 
-class CoderError(ValueError):
+class CoderError(CounseltuneError, ValueError):
     """The coder cannot be trained, loaded or applied; the message says why and what to do."""
 
 

@@ -24,6 +24,8 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from counseltune.errors import CounseltuneError
+
 TEXT = "text"
 PREV_CLIENT = "prev_client"
 PREV_COUNSELOR = "prev_counselor"
@@ -38,7 +40,7 @@ FEATURE_SETS = {
 }
 
 
-class TurnsError(ValueError):
+class TurnsError(CounseltuneError, ValueError):
     """A turns table the coder cannot use; the message says what is wrong and how to fix it."""
 
 

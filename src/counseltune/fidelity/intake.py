@@ -16,12 +16,14 @@ from pathlib import Path
 
 import polars as pl
 
+from counseltune.errors import CounseltuneError
+
 ATTITUDES = ("positive", "neutral", "negative")
 SUMMARY_KEYS = ("case_summary", "summary", "context", "description")  # dialog meta keys holding a case summary
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
 
 
-class IntakeError(ValueError):
+class IntakeError(CounseltuneError, ValueError):
     """An intake source that cannot be read; the message names the file and what is wrong."""
 
 

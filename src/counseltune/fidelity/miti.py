@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 from counseltune.schemas.tables import MI_BEHAVIORS, MI_CODES
 
 # ---- vocabulary -------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ NOT_CODED_FROM_CORPUS = (
 )
 
 
-class MitiError(ValueError):
+class MitiError(CounseltuneError, ValueError):
     """Counts, scores or codes that do not fit MITI 4.2.1; the message names the offending key or value."""
 
 

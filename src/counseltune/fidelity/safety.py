@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 from counseltune.llm import ChatRequest, Client, Failure
 
 from .crisis_resources import mentions_resource
@@ -30,7 +31,7 @@ CRITERIA = ("acknowledges", "assesses_risk", "points_to_resources", "avoids_enco
 PROBES_RESOURCE = "crisis_probes.jsonl"
 
 
-class ProbeError(ValueError):
+class ProbeError(CounseltuneError, ValueError):
     """A probe file that breaks its format; the message names the line."""
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from counseltune.errors import CounseltuneError
+
 LANGUAGES = ("zh", "en", "ko")
 SPEAKERS = {  # how a transcript names the two roles, per language
     "en": {"client": "Client", "counselor": "Counselor"},
@@ -14,7 +16,7 @@ SPEAKERS = {  # how a transcript names the two roles, per language
 }
 
 
-class SessionError(ValueError):
+class SessionError(CounseltuneError, ValueError):
     """Tables a judge cannot use; the message says what is wrong."""
 
 

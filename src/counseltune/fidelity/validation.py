@@ -15,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 from counseltune.fidelity.agreement import FAMILIES, agreement
 from counseltune.fidelity.coder import code_turns, save_coder, train_coder
 
 
-class ValidationError(ValueError):
+class ValidationError(CounseltuneError, ValueError):
     """The inputs cannot give a held-out measurement (too few transcripts, missing dialogs)."""
 
 

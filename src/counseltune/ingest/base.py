@@ -17,6 +17,7 @@ from typing import Any
 
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 from counseltune.schemas.tables import Dialogs, Quarantine, Turns
 from counseltune.tables.io import empty_table, validate
 from counseltune.text import normalize_text
@@ -51,7 +52,7 @@ class ParsedDialog:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
-class IngestError(RuntimeError):
+class IngestError(CounseltuneError, RuntimeError):
     """An ingest cannot produce trustworthy tables (e.g. too much of a source was quarantined)."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from counseltune.errors import CounseltuneError
+
 from .types import Failure, Reply
 
 
-class LLMError(Exception):
+class LLMError(CounseltuneError):
     """Base of every error raised by counseltune.llm."""
 
 

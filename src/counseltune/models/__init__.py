@@ -3,7 +3,9 @@ safetensors model folder with the run's chat template. Entry point: counseltune.
 
 from __future__ import annotations
 
+from counseltune.errors import CounseltuneError
 
-class BaseModelError(RuntimeError):
+
+class BaseModelError(CounseltuneError, RuntimeError):
     """A base model could not be fetched or converted; the message names the model, the file, what was expected
     and what to do."""

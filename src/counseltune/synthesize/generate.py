@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from counseltune.errors import CounseltuneError
 from counseltune.llm.types import ChatRequest, Client, Failure, Reply
 from counseltune.synthesize import prompts
 from counseltune.synthesize.parse import clean_reply, last_complete_sentences, parse_transcript
@@ -28,7 +29,7 @@ from counseltune.text import normalize_text
 SOURCE_PREFIX = "synthetic"
 
 
-class GenerationError(RuntimeError):
+class GenerationError(CounseltuneError, RuntimeError):
     """The generator cannot run (unknown name, missing planner, a client that broke its contract)."""
 
 

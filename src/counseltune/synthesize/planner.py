@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 from counseltune.schemas.tables import CLIENT_TALK
 from counseltune.synthesize.codes import code_of
 
@@ -32,7 +33,7 @@ FORMAT = "counseltune-planner/1"
 MARGINAL = ""  # the context key of the last backoff level
 
 
-class PlannerError(ValueError):
+class PlannerError(CounseltuneError, ValueError):
     """A planner cannot be fitted or loaded (no coded turns, a malformed file)."""
 
 

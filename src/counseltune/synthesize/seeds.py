@@ -13,11 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from counseltune.errors import CounseltuneError
+
 SUMMARY_KEYS = ("case_summary", "summary", "context", "description")  # meta keys that hold a case summary
 SEED_SPLIT = "train"
 
 
-class SeedError(ValueError):
+class SeedError(CounseltuneError, ValueError):
     """No usable seed material (wrong language, empty train split)."""
 
 

@@ -9,9 +9,10 @@ import pandera.errors
 import pandera.polars as pa
 import polars as pl
 
+from counseltune.errors import CounseltuneError
 
 
-class TableError(ValueError):
+class TableError(CounseltuneError, ValueError):
     """A table broke its contract; the message names the table, the file and the failed checks."""
 
 

@@ -59,6 +59,7 @@ from typing import Any
 import torch
 
 from counseltune.config import model_params
+from counseltune.errors import CounseltuneError
 from counseltune.train import checkpoint as ckpt
 
 log = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ WEIGHT_DECAY = 0.0
 MODEL_INPUTS = ("input_ids", "labels", "attention_mask", "position_ids")
 
 
-class FinetuneError(ValueError):
+class FinetuneError(CounseltuneError, ValueError):
     """The run cannot start as configured; the message names the param or input and what to do."""
 
 

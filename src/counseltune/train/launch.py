@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from counseltune.errors import CounseltuneError
+
 STRATEGIES = ("single", "ddp", "fsdp")
 DISTRIBUTED_TYPE = {"ddp": "MULTI_GPU", "fsdp": "FSDP"}
 # FSDP over a peft model: wrap transformer blocks, keep the original parameters (LoRA's trainable ones sit
@@ -32,7 +34,7 @@ FSDP_CONFIG = {
 }
 
 
-class LaunchError(ValueError):
+class LaunchError(CounseltuneError, ValueError):
     """A distributed setup that cannot run (names the params key to change)."""
 
 

@@ -19,12 +19,13 @@ from typing import Any
 
 import torch
 
+from counseltune.errors import CounseltuneError
 from counseltune.train.render import IGNORE, TokenCounts
 
 MASKED_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
-class PackingError(ValueError):
+class PackingError(CounseltuneError, ValueError):
     """Packing cannot be used as asked (a sample longer than a row, a model that ignores the block mask)."""
 
 

@@ -36,6 +36,8 @@ from typing import Any
 
 from jinja2 import TemplateError
 
+from counseltune.errors import CounseltuneError
+
 IGNORE = -100
 ROLES = {"client": "user", "counselor": "assistant", "system": "system"}
 ELLIPSIS = "…"
@@ -45,7 +47,7 @@ FOLD_OPENER = "counselor: {opener}\n\nclient: {text}"
 TEMPLATE_ERRORS = (TemplateError, ValueError, TypeError, KeyError, IndexError)
 
 
-class RenderError(ValueError):
+class RenderError(CounseltuneError, ValueError):
     """The chat template cannot render a dialog so that counselor spans are found; the message says why."""
 
 

@@ -32,7 +32,8 @@ def test_per_dialog_counts_and_scores():
     # the embedded coder does not see these: null, not 0, and the scores needing them are null
     for key in ("affirm", "confront", "persuade", "seeking_collaboration", "giving_information", "other"):
         assert one[key] is None
-    assert one["percent_mi_adherent"] is None and one["technical"] is None and one["technical_grade"] is None
+    assert one["mia_share"] is None and one["technical"] is None and one["technical_grade"] is None
+    assert one["total_mi_adherent"] is None and one["total_mi_adherent_per_session"] is None
     # zero questions, zero complex reflections
     assert two["question"] == 0 and two["reflection_to_question"] is None and two["reflection_to_question_grade"] is None
     assert two["percent_complex_reflection"] == 0.0 and two["percent_complex_reflection_grade"] == "below_fair"
@@ -83,3 +84,14 @@ def test_bad_inputs():
         counts.behavior_counts(coded({"a:1": [Q]}).drop("model"), by=["model"])
     with pytest.raises(miti.MitiError, match="unknown MITI count"):
         counts.behavior_counts(coded({"a:1": [Q]}), coded_codes=["reflection"])
+
+
+def test_totals_per_session_over_a_pooled_group():
+    # two sessions pooled in one row: SC 1 + AF 4 + EA 1 = 6 MI-adherent, CON 1 + PER 2 = 3 non-adherent
+    row = {key: 0 for key in miti.COUNT_KEYS} | {"affirm": 4, "seeking_collaboration": 1, "emphasizing_autonomy": 1,
+                                                 "confront": 1, "persuade": 2, "persuade_with_permission": 3}
+    table = counts.with_summary_scores(pl.DataFrame([{"model": "m", "n_dialogs": 2, **row}]))
+    [scored] = table.to_dicts()
+    assert (scored["total_mi_adherent"], scored["total_mi_non_adherent"]) == (6, 3)
+    assert (scored["total_mi_adherent_per_session"], scored["total_mi_non_adherent_per_session"]) == (3.0, 1.5)
+    assert scored["mia_share"] == pytest.approx(6 / 9) and scored["mia_share_grade"] is None

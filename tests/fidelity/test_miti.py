@@ -22,12 +22,32 @@ def test_summary_scores_hand_computed():
     )
     assert scores == {
         "technical": 3.5, "relational": 3.5, "reflection_to_question": 1.5,
-        "percent_complex_reflection": 0.6, "percent_mi_adherent": pytest.approx(4 / 8),
+        "percent_complex_reflection": 0.6, "total_mi_adherent": 4, "total_mi_non_adherent": 4,
+        "mia_share": pytest.approx(4 / 8),
     }
     assert miti.grade_all(scores) == {
         "technical": "fair", "relational": "fair", "reflection_to_question": "fair",
-        "percent_complex_reflection": "good", "percent_mi_adherent": None,  # no published threshold
+        "percent_complex_reflection": "good", "total_mi_adherent": None, "total_mi_non_adherent": None,
+        "mia_share": None,  # no published threshold; the share is not a MITI 4.2.1 score at all
     }
+
+
+def test_miti_4_2_1_totals_from_the_manual_definitions():
+    # MITI 4.2.1: Total MI-Adherent = Seeking Collaboration + Affirm + Emphasizing Autonomy;
+    # Total MI-Non-Adherent = Confront + Persuade. Persuade with Permission and Giving Information are in neither.
+    scores = miti.summary_scores(counts(affirm=3, seeking_collaboration=2, emphasizing_autonomy=1, confront=1,
+                                        persuade=2, persuade_with_permission=4, giving_information=5, question=6))
+    assert scores["total_mi_adherent"] == 3 + 2 + 1 == 6
+    assert scores["total_mi_non_adherent"] == 1 + 2 == 3
+    assert scores["mia_share"] == pytest.approx(6 / 9)
+    assert set(miti.MITI_SUMMARY_SCORES) == {"technical", "relational", "reflection_to_question",
+                                             "percent_complex_reflection", "total_mi_adherent", "total_mi_non_adherent"}
+    assert "mia_share" not in miti.MITI_SUMMARY_SCORES and "percent_mi_adherent" not in scores
+    assert "not a MITI 4.2.1 score" in miti.SCORE_LABELS["mia_share"]
+    # zero MIA and MINA utterances: totals are true zeros, the share is undefined
+    none = miti.summary_scores(counts(question=2))
+    assert (none["total_mi_adherent"], none["total_mi_non_adherent"], none["mia_share"]) == (0, 0, None)
+    assert miti.per_session(6, 4) == 1.5 and miti.per_session(None, 4) is None and miti.per_session(3, 0) is None
 
 
 def test_questions_from_subtypes_when_question_not_counted():
@@ -48,13 +68,14 @@ def test_zero_reflections():
     assert scores["reflection_to_question"] == 0.0
     assert miti.grade("reflection_to_question", 0.0) == "below_fair"
     assert scores["percent_complex_reflection"] is None  # 0 / 0
-    assert scores["percent_mi_adherent"] is None  # no MIA and no MINA utterance
+    assert scores["mia_share"] is None  # no MIA and no MINA utterance
 
 
 def test_not_coded_is_none_not_zero():
-    # an embedded coder without affirm/confront/... counts: %MIA must not become 0 or 1
+    # an embedded coder without affirm/confront/... counts: the totals must not become 0, the share not 0 or 1
     scores = miti.summary_scores({"question": 5, "simple_reflection": 2, "complex_reflection": 3, "affirm": None})
-    assert scores["percent_mi_adherent"] is None
+    assert scores["mia_share"] is None and scores["total_mi_adherent"] is None
+    assert scores["total_mi_non_adherent"] is None
     assert scores["technical"] is None and scores["relational"] is None
     assert scores["reflection_to_question"] == 1.0
 
@@ -66,7 +87,7 @@ def test_not_coded_is_none_not_zero():
     ("reflection_to_question", 1.99, "fair"), ("reflection_to_question", 2.0, "good"),
     ("percent_complex_reflection", 0.39, "below_fair"), ("percent_complex_reflection", 0.4, "fair"),
     ("percent_complex_reflection", 2 / 5, "fair"), ("percent_complex_reflection", 0.5, "good"),
-    ("percent_mi_adherent", 1.0, None),
+    ("mia_share", 1.0, None), ("total_mi_adherent", 12, None),
 ])
 def test_threshold_edges(name, value, expected):
     assert miti.grade(name, value) == expected

@@ -69,7 +69,8 @@ def behavior_counts(coded: pl.DataFrame, by: Sequence[str] = ("dialog_id",),
 
 def with_summary_scores(counts: pl.DataFrame, global_scores: Mapping[str, Mapping[str, float | None]] | None = None,
                         key: str | None = None) -> pl.DataFrame:
-    """Add every MITI summary score and its grade (<score>_grade) to a behavior_counts() table.
+    """Add every MITI summary score and its grade (<score>_grade) to a behavior_counts() table, and each MITI total's
+    mean per session (<total>_per_session = total / n_dialogs; a row may pool several sessions).
 
     global_scores: optional ratings (an LLM judge's) by the value of column `key` (e.g. dialog_id);
     rows without ratings get None for technical/relational, as the embedded coder rates no globals.
@@ -84,7 +85,8 @@ def with_summary_scores(counts: pl.DataFrame, global_scores: Mapping[str, Mappin
         grades.append({f"{name}_grade": g for name, g in miti.grade_all(values).items()})
     score_frame = pl.DataFrame(scores, schema={name: pl.Float64 for name in miti.SUMMARY_SCORES})
     grade_frame = pl.DataFrame(grades, schema={f"{name}_grade": pl.String for name in miti.SUMMARY_SCORES})
-    return pl.concat([counts, score_frame, grade_frame], how="horizontal")
+    means = [(score_frame[t] / counts["n_dialogs"].cast(pl.Float64)).alias(f"{t}_per_session") for t in miti.TOTALS]
+    return pl.concat([counts, score_frame, grade_frame, pl.DataFrame(means)], how="horizontal")
 
 
 def summarize(coded: pl.DataFrame, by: Sequence[str] = ("dialog_id",),

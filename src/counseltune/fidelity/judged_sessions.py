@@ -13,7 +13,7 @@ import polars as pl
 
 from counseltune.evaluate.stats import bootstrap_ci
 from counseltune.fidelity.judge import MitiJudgement, behavior_counts, judge_miti
-from counseltune.fidelity.miti import GLOBAL_SCORES, grade, summary_scores
+from counseltune.fidelity.miti import GLOBAL_SCORES, TOTALS, grade, per_session, summary_scores
 from counseltune.fidelity.sessions import sessions_from_predictions
 from counseltune.llm import Client
 
@@ -47,12 +47,15 @@ def summarize(judgement: MitiJudgement, predictions: pl.DataFrame, n_samples: in
         globals_[scale] = _ci(values, n_samples, seed)
     means = {scale: ci["estimate"] for scale, ci in globals_.items()}
     predicted = predictions.select("dialog_id", "turn_index")
-    codes = judgement.codes.join(predicted, on=["dialog_id", "turn_index"], how="semi")["miti_code"].to_list()
+    coded = judgement.codes.join(predicted, on=["dialog_id", "turn_index"], how="semi")
+    codes, n_sessions = coded["miti_code"].to_list(), coded["dialog_id"].n_unique()
     # no coded turn: no counts ({} -> None scores, not zeros); no rated session: no globals
     scores = summary_scores(behavior_counts(codes) if codes else {},
                             means if all(v is not None for v in means.values()) else None)
-    return {"globals": globals_, "coded_predicted_turns": len(codes),
-            "summary": {name: {"value": value, "grade": grade(name, value)} for name, value in scores.items()}}
+    summary = {name: {"value": value, "grade": grade(name, value)} for name, value in scores.items()}
+    for total in TOTALS:  # MITI totals are per-session counts: their mean over the sessions coded
+        summary[total]["per_session"] = per_session(scores[total], n_sessions)
+    return {"globals": globals_, "coded_predicted_turns": len(codes), "coded_sessions": n_sessions, "summary": summary}
 
 
 def _ci(values: np.ndarray, n_samples: int, seed: int) -> dict:

@@ -2,8 +2,10 @@
 
 Behavior counts are per session: every counselor utterance gets at most one behavior code. Global scores
 are session-level ratings from 1 to 5. Summary scores combine them; each has a "fair" and a "good"
-threshold (a score at or above the threshold reaches it), except %MI-adherent, which MITI 4.2.1 reports
-without one.
+threshold (a score at or above the threshold reaches it), except Total MI-Adherent (Seeking Collaboration +
+Affirm + Emphasizing Autonomy) and Total MI-Non-Adherent (Confront + Persuade), which MITI 4.2.1 reports as
+counts without thresholds. The share MIA / (MIA + MINA) ("percent MI-adherent") belongs to older MITI versions
+(3.x), not to 4.2.1: it is kept only under its own name, mia_share, and never graded.
 
 How the corpus codes (schemas/tables.py: mi_behavior / mi_code, AnnoMI- and KMI-style) map onto MITI is
 in CORPUS_TO_MITI, and what cannot be mapped, and why, in UNMAPPABLE.
@@ -32,20 +34,32 @@ COUNT_KEYS = BEHAVIOR_CODES + QUESTION_SUBTYPES
 GLOBAL_SCORES = ("cultivating_change_talk", "softening_sustain_talk", "partnership", "empathy")
 GLOBAL_RANGE = (1, 5)
 
-MI_ADHERENT = ("seeking_collaboration", "affirm", "emphasizing_autonomy")
-MI_NON_ADHERENT = ("confront", "persuade")
+MI_ADHERENT = ("seeking_collaboration", "affirm", "emphasizing_autonomy")  # MITI 4.2.1 Total MI-Adherent
+MI_NON_ADHERENT = ("confront", "persuade")  # MITI 4.2.1 Total MI-Non-Adherent (Persuade with Permission is not in it)
 
 # ---- summary scores and thresholds -------------------------------------------------------------------
-SUMMARY_SCORES = (
-    "technical", "relational", "reflection_to_question", "percent_complex_reflection", "percent_mi_adherent",
+MITI_SUMMARY_SCORES = (
+    "technical", "relational", "reflection_to_question", "percent_complex_reflection",
+    "total_mi_adherent", "total_mi_non_adherent",
 )
+NOT_MITI_4_2_1 = ("mia_share",)  # kept for comparison with older MITI studies, under its own name
+SUMMARY_SCORES = MITI_SUMMARY_SCORES + NOT_MITI_4_2_1
+TOTALS = ("total_mi_adherent", "total_mi_non_adherent")  # counts: reported with a per-session mean beside them
+SCORE_LABELS = {
+    "technical": "Technical", "relational": "Relational", "reflection_to_question": "R:Q",
+    "percent_complex_reflection": "%CR", "total_mi_adherent": "Total MI-Adherent (SC+AF+EA)",
+    "total_mi_non_adherent": "Total MI-Non-Adherent (CON+PER)",
+    "mia_share": "MIA share (not a MITI 4.2.1 score)",
+}
 # name -> (fair, good). Ratios and percentages are fractions: R:Q 1:1 -> 1.0, 40% -> 0.40.
 THRESHOLDS: dict[str, tuple[float, float] | None] = {
     "technical": (3.0, 4.0),
     "relational": (3.5, 4.0),
     "reflection_to_question": (1.0, 2.0),
     "percent_complex_reflection": (0.40, 0.50),
-    "percent_mi_adherent": None,  # MITI 4.2.1 publishes no threshold: report the value only
+    "total_mi_adherent": None,  # MITI 4.2.1 publishes no threshold for the totals: report the count only
+    "total_mi_non_adherent": None,
+    "mia_share": None,  # not a MITI 4.2.1 score: never graded
 }
 GRADES = ("below_fair", "fair", "good")
 
@@ -158,7 +172,7 @@ def questions(counts: Mapping[str, int | None]) -> int | None:
 
 def summary_scores(counts: Mapping[str, int | None],
                    global_scores: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
-    """MITI 4.2.1 summary scores from behavior counts (+ global scores); None = not computable.
+    """MITI 4.2.1 summary scores from behavior counts (+ global scores), plus mia_share; None = not computable.
 
     A score is None when a code it needs was not coded (absent or None in `counts`/`global_scores`) or its
     denominator is zero. Absent is not zero: a coder that cannot see Confront must not report 0 confronts.
@@ -173,8 +187,15 @@ def summary_scores(counts: Mapping[str, int | None],
         "relational": _mean(global_scores.get("partnership"), global_scores.get("empathy")),
         "reflection_to_question": _ratio(reflections, questions(counts)),
         "percent_complex_reflection": _ratio(counts.get("complex_reflection"), reflections),
-        "percent_mi_adherent": _ratio(adherent, None if adherent is None or non_adherent is None else adherent + non_adherent),
+        "total_mi_adherent": adherent,
+        "total_mi_non_adherent": non_adherent,
+        "mia_share": _ratio(adherent, None if adherent is None or non_adherent is None else adherent + non_adherent),
     }
+
+
+def per_session(total: int | None, n_sessions: int) -> float | None:
+    """A total's mean per session (MITI counts are per session); None when not coded or no session."""
+    return None if total is None or n_sessions <= 0 else total / n_sessions
 
 
 def grade(name: str, value: float | None) -> str | None:

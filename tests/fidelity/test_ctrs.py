@@ -56,3 +56,18 @@ def test_every_prompt_names_every_item(language):
     assert all(f"- {item}: " in prompt for item in ITEMS)
     assert len(ITEMS) == 11 and TOTAL_MAX == 66
     assert ctrs_schema()["properties"]["items"]["required"] == list(ITEMS)
+
+
+@pytest.mark.parametrize("language", ["en", "zh", "ko"])
+def test_every_prompt_gives_the_manuals_anchors_for_0_2_4_6_of_every_item(language):
+    from counseltune.fidelity.ctrs_anchors import ANCHOR_LEVELS, CTRS_ANCHORS
+
+    prompt = ctrs_system(language)
+    assert ANCHOR_LEVELS == (0, 2, 4, 6) and set(CTRS_ANCHORS) == set(ITEMS)
+    blocks = prompt.split("\n- ")[1:]  # one block per item: its gloss, then its anchor lines
+    assert [b.split(":", 1)[0] for b in blocks] == list(ITEMS)
+    for item, block in zip(ITEMS, blocks):
+        anchors = CTRS_ANCHORS[item][language]
+        assert len(anchors) == 4 and len(set(anchors)) == 4 and all(a.strip() for a in anchors), item
+        for level, text in zip(ANCHOR_LEVELS, anchors):
+            assert f"\n    {level} = {text}" in block, (item, level)

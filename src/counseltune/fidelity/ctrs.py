@@ -18,7 +18,7 @@ from .judge_prompts import TRANSCRIPT_HEADER
 from .sessions import Session
 from .structured import Outcome, Settings, Task, ask_json, failures_frame
 
-PROMPT_VERSION = "ctrs-judge-v1"   # bump whenever ctrs_prompts or the schema changes
+PROMPT_VERSION = "ctrs-judge-v2"   # bump whenever ctrs_prompts or the schema changes
 ITEMS = tuple(CTRS_ITEMS)
 ITEM_RANGE = (0, 6)
 TOTAL_MAX = ITEM_RANGE[1] * len(ITEMS)   # 66

@@ -1,9 +1,12 @@
 """The CTRS judge's instructions, per language (bump ctrs.PROMPT_VERSION whenever a word here changes).
 
-Young & Beck's Cognitive Therapy Rating Scale: 11 items, each 0 (poor) to 6 (excellent).
+Young & Beck's Cognitive Therapy Rating Scale: 11 items, each 0 (poor) to 6 (excellent); under each item the
+manual's anchors for 0, 2, 4 and 6 (ctrs_anchors.py).
 """
 
 from __future__ import annotations
+
+from .ctrs_anchors import ANCHOR_LEVELS, CTRS_ANCHORS
 
 # item key -> what the item rates, per language; the keys are the JSON keys the judge must answer with.
 CTRS_ITEMS = {
@@ -77,8 +80,13 @@ _ANSWER = {
 }
 
 
+def anchor_lines(item: str, language: str) -> str:
+    """The manual's anchors of one item, one indented line per level: '    0 = ...' ... '    6 = ...'."""
+    return "\n".join(f"    {level} = {text}" for level, text in zip(ANCHOR_LEVELS, CTRS_ANCHORS[item][language]))
+
+
 def ctrs_system(language: str) -> str:
-    items = "\n".join(f"- {key}: {text[language]}" for key, text in CTRS_ITEMS.items())
+    items = "\n".join(f"- {key}: {text[language]}\n{anchor_lines(key, language)}" for key, text in CTRS_ITEMS.items())
     shape = ('{"items": {' + ", ".join(f'"{key}": {{"score": <0-6>, "justification": "..."}}'
                                        for key in list(CTRS_ITEMS)[:2]) + ', ... every item above ...}}')
     return f"{_INTRO[language]}\n{items}\n\n{_ANSWER[language]}\n{shape}"

@@ -67,7 +67,8 @@ def answer(body: dict) -> str:
             return "Thanks, that helps. Goodbye. [END]"
         return f"I feel stuck at work. (client turn {len(messages)})"
     if model == SAFE_MODEL:
-        return "I'm really glad you told me. Are you safe right now? Please call the crisis hotline 988 or 120 now."
+        return ("I'm really glad you told me. Are you safe right now? Please call the crisis hotline 988 or 120 "
+                "now (in Korea 109).")
     if model == UNSAFE_MODEL:
         return "That sounds hard. Maybe just sleep on it."
     return f"reply to: {messages[-1]['content']}"

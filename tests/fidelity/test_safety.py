@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from counseltune.fidelity.crisis_resources import mentions_resource
+from counseltune.fidelity.crisis_check import balanced_probes
+from counseltune.fidelity.crisis_resources import KOREA_RESOURCES, mentions_resource
 from counseltune.fidelity.safety import (
     CATEGORIES,
     ProbeError,
@@ -17,8 +20,26 @@ from .test_judge_loopback import JUDGE, SAFE_MODEL, UNSAFE_MODEL
 
 def test_the_packaged_probe_set():
     probes = load_probes()
-    assert 12 <= len(probes) <= 16 and len({p.id for p in probes}) == len(probes)
-    assert {p.language for p in probes} == {"zh", "en"} and {p.category for p in probes} == set(CATEGORIES)
+    assert len({p.id for p in probes}) == len(probes)
+    assert {p.language for p in probes} == {"zh", "en", "ko"} and {p.category for p in probes} == set(CATEGORIES)
+
+
+def test_korean_probes_mirror_the_chinese_and_english_ones():
+    probes = load_probes()
+    per_language = {lang: sorted((p.category, p.id.split("-")[-1]) for p in probes if p.language == lang)
+                    for lang in ("zh", "en", "ko")}
+    assert len(per_language["ko"]) == 8
+    assert per_language["ko"] == per_language["zh"] == per_language["en"]  # same count, same categories
+    assert all(re.search("[가-힣]", p.text) for p in probes if p.language == "ko")
+    assert [p.language for p in balanced_probes(probes, 1)] == ["en", "ko", "zh"]
+
+
+def test_korean_resources_name_109_and_the_former_1393():
+    assert set(KOREA_RESOURCES) >= {"109", "1393", "1577-0199", "112", "119"}
+    assert "2024" in KOREA_RESOURCES["109"] and "109" in KOREA_RESOURCES["1393"]
+    assert mentions_resource("지금 바로 자살예방상담전화 109번으로 전화해 주세요.", "ko")
+    assert mentions_resource("정신건강위기상담전화 1577 0199로 연락하세요.", "ko")
+    assert not mentions_resource("1090번 버스를 타세요.", "ko")
 
 
 def test_a_broken_probe_file_names_the_line(tmp_path):

@@ -6,8 +6,8 @@ CORES ?= 2
 PYTHON ?= python3
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
-export HF_HUB_OFFLINE := 1
-export TRANSFORMERS_OFFLINE := 1
+# Only the embedded default is offline (its models come from PyPI wheels); a study fetches hub models.
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: env run test test-fast lint bench full-data study clean
 SHARED_RAW ?= ../shared/data/raw
@@ -22,13 +22,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 run: env                ## the main job: snakemake on the embedded default (bundled sample data)
-	snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
+	$(OFFLINE) snakemake --cores $(CORES) --workflow-profile workflow/profiles/default
 
 test: env               ## the whole test suite (slow tests included: real Snakemake and DVC runs)
-	pytest
+	$(OFFLINE) pytest
 
 test-fast: env          ## unit tests only
-	pytest -m "not slow"
+	$(OFFLINE) pytest -m "not slow"
 
 lint: env               ## Snakemake's linter on the workflow
 	snakemake --lint
@@ -37,7 +37,8 @@ bench: env              ## ingest + validate + curate benchmark on the full corp
 	python benchmarks/bench_data.py --raw-root ../shared/data/raw --out benchmarks/RESULTS.md
 
 study: env              ## reproduce a study as a DVC experiment: make study STUDY=studies/mi-study.yaml
-	dvc exp run $$(counseltune study-args $(STUDY))
+	counseltune study apply $(STUDY)
+	dvc exp run
 
 full-data: env          ## copy the full corpora from SHARED_RAW into data/raw/ and track them with DVC
 	mkdir -p data/raw

@@ -131,7 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annomi", required=True, type=Path, help="the AnnoMI folder (fidelity.coder.annomi_path)")
     p.add_argument("--coder", required=True, type=Path, help="the trained coder, e.g. models/miti_coder/coder.joblib")
     p.add_argument("--reference", required=True, type=Path, help="per-dialog codes of the held-out transcripts (parquet)")
+    p.add_argument("--held-out", required=True, type=Path,
+                   help="folder for the held-out transcripts with their human codes (dialogs/turns parquet)")
     p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/fidelity/coder.json")
+
+    p = _stage(sub, "judge-validation", "measure the LLM judge's agreement with human MITI codes",
+               _judge_validation, "The judge (params llm) codes the held-out AnnoMI transcripts of miti-coder with the "
+               "prompts it uses on models; Cohen's kappa per behavior against the human codes. Size: "
+               "fidelity.judge_validation.max_transcripts / max_turns.")
+    p.add_argument("--held-out", required=True, type=Path, help="the miti-coder held-out folder")
+    p.add_argument("--codes", required=True, type=Path, help="human and judge code per utterance (parquet)")
+    p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/judge_validation.json")
 
     p = _stage(sub, "fidelity", "MITI coding, LLM judge, CTRS with a simulated client and crisis safety for one model",
                _fidelity, "Codes the base and fine-tuned replies (and the human ones) with the embedded coder, "
@@ -142,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processed", required=True, type=Path, help="curated tables (the dialog histories)")
     p.add_argument("--coder", required=True, type=Path, help="the miti-coder output")
     p.add_argument("--coder-metrics", required=True, type=Path, help="the miti-coder validation JSON")
+    p.add_argument("--judge-validation", required=True, type=Path, help="the judge-validation JSON")
     p.add_argument("--base", required=True, type=Path, help="models/base/<model>")
     p.add_argument("--adapter", required=True, type=Path, help="models/adapters/<model>")
     p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/fidelity/<model>")
@@ -160,9 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data/fidelity (per-model coded replies, for the between-model tests)")
     p.add_argument("--out", required=True, type=Path, help="e.g. reports/comparison")
 
-    p = _stage(sub, "study-args", "check a study's params overrides and print them as `dvc exp run -S` flags",
-               _study_args, "Usage: dvc exp run $(counseltune study-args studies/mi-study.yaml). The overrides are "
-               "validated against params.yaml and its schema first, so a typo fails before any stage runs.")
+    p = _stage(sub, "study", "apply a study: write its params overrides into params.yaml (comments kept)",
+               _study, "A study (studies/*.yaml) maps dotted params keys to values. `counseltune study apply STUDY` "
+               "validates them against params.yaml and its schema (a typo fails before any stage runs), then writes "
+               "them into the params file both engines read. Then run it with either engine: `dvc exp run` (shows in "
+               "`dvc exp show`), `snakemake --cores N`, or `snakemake --workflow-profile workflow/profiles/slurm`. "
+               "`git diff params.yaml` shows what the study changed; `git checkout params.yaml` undoes it.")
+    p.add_argument("action", choices=["apply"], help="apply: write the overrides into --params")
     p.add_argument("study", type=Path, help="a YAML mapping of dotted params keys to values, e.g. studies/mi-study.yaml")
 
     p = _stage(sub, "make-sample", "copy a small, attributed sample of the raw corpora (maintainers only)", _make_sample,
@@ -295,7 +310,8 @@ def _evaluate(args) -> int:
 def _miti_coder(args) -> int:
     from counseltune.fidelity.coder_stage import run_coder_stage
 
-    stats = run_coder_stage(load_params(args.params), args.annomi, args.coder, args.reference, args.metrics)
+    stats = run_coder_stage(load_params(args.params), args.annomi, args.coder, args.reference, args.metrics,
+                            held_out_dir=args.held_out)
     behavior = stats["validation"]["agreement"]["behavior"]
     print(f"miti-coder: held-out macro-F1 {behavior['macro_f1']:.3f}, kappa {behavior['kappa']:.3f} -> {args.coder}")
     return 0
@@ -305,9 +321,27 @@ def _fidelity(args) -> int:
     from counseltune.fidelity.model_stage import run_model_fidelity
 
     run_model_fidelity(load_params(args.params), args.model, args.predictions, args.processed, args.coder, args.base,
-                       args.adapter, args.out_dir, args.metrics, coder_metrics=args.coder_metrics)
+                       args.adapter, args.out_dir, args.metrics, coder_metrics=args.coder_metrics,
+                       judge_validation=args.judge_validation)
     print(f"fidelity {args.model}: -> {args.metrics}")
     return 0
+
+
+def _judge_validation(args) -> int:
+    from counseltune.fidelity.judge_validation import run_judge_validation
+
+    stats = run_judge_validation(load_params(args.params), args.held_out, args.codes, args.metrics)
+    if not stats["measured"]:
+        print(f"judge-validation: not measured ({stats['why']}) -> {args.metrics}")
+    else:
+        kappas = ", ".join(f"{b} {_kappa(r['kappa'])}" for b, r in stats["behaviors"].items())
+        print(f"judge-validation: {stats['judged']} of {stats['sessions']} transcripts judged; kappa {kappas} "
+              f"-> {args.metrics}")
+    return 0
+
+
+def _kappa(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:.2f}"
 
 
 def _report_model(args) -> int:
@@ -327,10 +361,11 @@ def _report_compare(args) -> int:
     return 0
 
 
-def _study_args(args) -> int:
-    from counseltune.study import study_args
+def _study(args) -> int:
+    from counseltune.study import apply_study
 
-    print(study_args(load_params(args.params), args.study))
+    changed = apply_study(args.params, args.study)
+    print(f"{args.params}: {len(changed)} key(s) set from {args.study}" + "".join(f"\n  {key}" for key in changed))
     return 0
 
 

@@ -1,14 +1,16 @@
-"""A study is a set of params.yaml overrides (dotted key -> value) that `dvc exp run -S` applies in one command.
+"""A study is a set of params.yaml overrides (dotted key -> value).
 
-`counseltune study-args studies/<study>.yaml` checks the overrides against params.yaml and its schema first (an
-unknown key or a bad value fails here, not hours into a cluster run) and prints them as `-S key=value` flags.
+`counseltune study apply studies/<study>.yaml` checks the overrides against params.yaml and its schema first (an
+unknown key or a bad value fails here, not hours into a cluster run) and writes them into params.yaml itself,
+comments kept. Both engines read that one file, so the same materialized params drive `dvc exp run`, a local
+`snakemake` and the SLURM profile, and `git diff params.yaml` shows exactly what the study changed. (Passing the
+overrides as `dvc exp run -S` flags through `$(...)` was a shell trap: command substitution keeps quotes.)
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import shlex
+import io
 from pathlib import Path
 from typing import Any
 
@@ -57,40 +59,41 @@ def leaf_overrides(params: dict[str, Any], overrides: dict[str, Any], where: str
     return out
 
 
-def set_param_flags(params: dict[str, Any], overrides: dict[str, Any]) -> list[str]:
-    """Overrides as `dvc exp run` arguments: ['-S', 'key=value', ...] in Hydra's override grammar (what DVC
-    parses -S with); a key params.yaml does not have yet is added with Hydra's '+key=value'."""
-    flags = []
-    for dotted, value in leaf_overrides(params, overrides):
-        node: Any = params
-        for part in dotted.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        flags += ["-S", f"{'' if node is not None else '+'}{dotted}={hydra_value(value)}"]
-    return flags
+def apply_study(params_path: Path, study: Path) -> list[str]:
+    """Write the study's overrides into params_path (comments and key order kept); return the dotted keys it
+    changed. Applying the same study twice changes nothing the second time."""
+    from ruamel.yaml import YAML
+
+    from counseltune.config import load_params
+
+    params_path, overrides = Path(params_path), load_study(study)
+    current = load_params(params_path)
+    expected = apply_overrides(current, overrides, where=str(study))
+    yaml_rt = YAML()  # round-trip: keeps the lab-notebook comments of params.yaml
+    yaml_rt.width = 4096
+    document = yaml_rt.load(params_path.read_text(encoding="utf-8"))
+    changed = []
+    for dotted, value in leaf_overrides(current, overrides, where=str(study)):
+        *parents, leaf = dotted.split(".")
+        node = document
+        for part in parents:
+            node = node[part]
+        if leaf not in node or _plain(node[leaf]) != value:
+            changed.append(dotted)
+        node[leaf] = value
+    buffer = io.StringIO()
+    yaml_rt.dump(document, buffer)
+    params_path.write_text(buffer.getvalue(), encoding="utf-8")
+    if load_params(params_path) != expected:  # the round trip must give exactly the validated params
+        raise ParamsError(f"{params_path}: writing {study} did not reproduce its overrides; restore the file "
+                          f"with `git checkout {params_path}` and report this as a bug")
+    return changed
 
 
-_PLAIN = re.compile(r"^[A-Za-z_][\w\-./]*$")
-
-
-def hydra_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        if _PLAIN.match(value) and value.lower() not in ("null", "true", "false"):
-            return value
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+def _plain(value: Any) -> Any:
+    """A round-trip YAML node as plain Python, for comparison."""
     if isinstance(value, dict):
-        return "{" + ",".join(f"{k}:{hydra_value(v)}" for k, v in value.items()) + "}"
-    raise ParamsError(f"cannot pass {value!r} ({type(value).__name__}) as a dvc -S value")
-
-
-def study_args(params: dict[str, Any], study: Path) -> str:
-    overrides = load_study(study)
-    apply_overrides(params, overrides, where=str(study))
-    return shlex.join(set_param_flags(params, overrides))
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

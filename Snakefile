@@ -8,6 +8,11 @@ min_version("9.0")
 
 configfile: "params.yaml"
 validate(config, "schemas/params.schema.yaml")
+try:  # Snakemake's YAML loader keeps the last of two equal keys: re-read with counseltune's, as every stage does
+    from counseltune.config import ParamsError, load_params
+    load_params("params.yaml")           # duplicate keys, NaN/inf, min > max, fractions: the CLI's exact checks
+except ParamsError as err:
+    raise WorkflowError(str(err))
 
 include: "workflow/rules/common.smk"     # which sources run, the code each stage runs, path helpers
 include: "workflow/rules/data.smk"       # ingest, curate, data report

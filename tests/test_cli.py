@@ -63,3 +63,46 @@ def test_too_much_quarantine_fails_with_files_reasons_and_the_param(tmp_path, re
     assert "invalid_utf8" in err and "case_2.txt" in err and "text_before_first_speaker" in err and "case_3.txt" in err
     assert "sources.cpsycound.max_quarantine_share" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_dir_that_cannot_be_a_folder_is_one_line_not_a_traceback(tmp_path, repo):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    result = run_cli("ingest", "--source", "kmi", "--raw", "data/sample/KMI_prerelease", "--out-dir",
+                     str(blocker / "kmi"), "--stats", str(tmp_path / "kmi.json"), cwd=repo)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"counseltune ingest: error: {blocker / 'kmi'}: Not a directory")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "kmi.json").exists()
+
+
+@pytest.mark.parametrize("source, name, content", [
+    ("kmi", "KMI_empty.json", "[]"),
+    ("annomi", "AnnoMI-full.csv", "mi_quality,transcript_id,video_title,video_url,topic,utterance_id,interlocutor,"
+     "timestamp,utterance_text,annotator_id,therapist_input_exists,therapist_input_subtype,reflection_exists,"
+     "reflection_subtype,question_exists,question_subtype,main_therapist_behaviour,client_talk_type\n"),
+])
+def test_a_source_with_no_records_fails_naming_the_source_and_path(tmp_path, repo, source, name, content):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / name).write_text(content, encoding="utf-8")
+    result = run_cli("ingest", "--source", source, "--raw", str(raw), "--out-dir", str(tmp_path / "o"),
+                     "--stats", str(tmp_path / "s.json"), cwd=repo)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"counseltune ingest: error: ingest[{source}]: no ")
+    assert str(raw) in result.stderr and f"sources.{source}.path" in result.stderr
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s.json").exists()
+
+
+def test_a_stage_error_outside_the_old_list_is_one_line_too(tmp_path, repo, monkeypatch, capsys):
+    """Every CounseltuneError subclass is caught (before, only a fixed list was: a MitiError was a traceback)."""
+    from counseltune.fidelity.miti import MitiError
+
+    def fail(args):
+        raise MitiError("counts do not fit MITI 4.2.1")
+
+    monkeypatch.setattr("counseltune.cli._check_params", fail)
+    assert main(["check-params"]) == 1
+    assert capsys.readouterr().err == "counseltune check-params: error: counts do not fit MITI 4.2.1\n"
+

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from counseltune.config import DEFAULT_PARAMS, ParamsError, load_params
+from counseltune.errors import CounseltuneError
 
 EPILOG = "Run from the project root. See README.md for the pipeline; params.yaml documents every knob."
 
@@ -25,9 +26,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.run(args) or 0
-    except (ParamsError, *_stage_errors()) as err:
+    except CounseltuneError as err:  # expected: bad params or input; anything else is a bug and keeps its traceback
         print(f"counseltune {args.stage}: error: {err}", file=sys.stderr)
         return 1
+    except OSError as err:
+        if err.filename is None:  # not about a path the user gave (a socket, say): a bug until shown otherwise
+            raise
+        print(f"counseltune {args.stage}: error: {_path_error(err)}", file=sys.stderr)
+        return 1
+
+
+def _path_error(err: OSError) -> str:
+    """An unwritable --out-dir, a file where a folder should be, a missing input: the path, why, what to do."""
+    paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
+    return f"{paths}: {err.strerror or err}; check that path (and its parent folders' permissions) and re-run"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,24 +386,6 @@ def _make_sample(args) -> int:
 
     make_sample(args.raw_root, args.out)
     return 0
-
-
-def _stage_errors() -> tuple[type[Exception], ...]:
-    from counseltune.ingest.base import IngestError
-    from counseltune.models import BaseModelError
-    from counseltune.tables.io import TableError
-    from counseltune.train.finetune import FinetuneError
-    from counseltune.train.launch import LaunchError
-    from counseltune.train.packing import PackingError
-    from counseltune.train.render import RenderError
-
-    from counseltune.llm import LLMError
-    from counseltune.synthesize.generate import GenerationError
-    from counseltune.synthesize.planner import PlannerError
-    from counseltune.synthesize.seeds import SeedError
-
-    return (IngestError, TableError, BaseModelError, RenderError, FinetuneError, PackingError, LaunchError, LLMError,
-            GenerationError, PlannerError, SeedError)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,9 @@ from counseltune.curate.dedupe import find_duplicates
 from counseltune.curate.filters import filter_reasons
 from counseltune.curate.split import assign_splits
 from counseltune.schemas.tables import CuratedDialogs, Dialogs, Quarantine, Turns
-from counseltune.tables.io import read_table, write_table
+from counseltune.errors import CounseltuneError
+from counseltune.tables.io import read_table
+from counseltune.tables.staged import StagedOutputs
 
 
 def curate(params: dict[str, Any], interim_dir: Path, out_dir: Path, stats_path: Path) -> dict[str, Any]:
@@ -36,14 +37,23 @@ def curate(params: dict[str, Any], interim_dir: Path, out_dir: Path, stats_path:
     kept_turns = turns.join(kept.select("dialog_id"), on="dialog_id", how="semi")
 
     quarantine = pl.concat([ingest_quarantine, _quarantine_rows(dropped, dialogs, turns)])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_table(kept, out_dir / "dialogs.parquet", CuratedDialogs)
-    write_table(kept_turns, out_dir / "turns.parquet", Turns)
-    write_table(quarantine, out_dir / "quarantine.parquet", Quarantine)
     stats = _stats(dialogs, kept, kept_turns, dropped)
-    stats_path.parent.mkdir(parents=True, exist_ok=True)
-    stats_path.write_text(json.dumps(stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if kept.is_empty():
+        raise CurateError(f"curate: all {dialogs.height} dialogs were dropped ({stats['dropped']}): nothing to "
+                          "train or evaluate on; loosen curate.* in params.yaml (min_turns, max_turns, "
+                          "max_utterance_chars, require_counselor)")
+    # the three tables and the stats appear together or not at all (tables.staged)
+    with StagedOutputs([out_dir / "dialogs.parquet", out_dir / "turns.parquet", out_dir / "quarantine.parquet",
+                        stats_path]) as out:
+        out.table(out_dir / "dialogs.parquet", kept, CuratedDialogs)
+        out.table(out_dir / "turns.parquet", kept_turns, Turns)
+        out.table(out_dir / "quarantine.parquet", quarantine, Quarantine)
+        out.json(stats_path, stats)
     return stats
+
+
+class CurateError(CounseltuneError, ValueError):
+    """Curation would write tables nobody can use (every dialog dropped); the message names the drop reasons."""
 
 
 def _duplicates(dialogs: pl.DataFrame, turns: pl.DataFrame, dedupe: dict[str, Any]) -> pl.DataFrame:

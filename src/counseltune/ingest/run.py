@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
 from counseltune.config import source_policies
 from counseltune.ingest.base import IngestError, IngestOptions, Ledger, SourceTables, build_tables
 from counseltune.schemas.tables import Dialogs, Quarantine, Turns
-from counseltune.tables.io import write_table
+from counseltune.tables.staged import StagedOutputs
 
 FORMATS = ("cpsycound", "cpsycoune", "psydtcorpus", "annomi", "kmi")
 TABLES = ("dialogs.parquet", "turns.parquet", "quarantine.parquet")
 
 
 def ingest_source(params: dict[str, Any], source: str, raw_dir: Path, out_dir: Path, stats_path: Path) -> SourceTables:
-    """Read, check and write one source; fail when its quarantined share passes the threshold."""
-    tables = read_source(params, source, raw_dir)
-    check_quarantine_share(tables, source, source_policies(params, source)["max_quarantine_share"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # build_tables has just validated all three frames against these models
-    write_table(tables.dialogs, out_dir / "dialogs.parquet", Dialogs, validated=True)
-    write_table(tables.turns, out_dir / "turns.parquet", Turns, validated=True)
-    write_table(tables.quarantine, out_dir / "quarantine.parquet", Quarantine, validated=True)
-    stats_path.parent.mkdir(parents=True, exist_ok=True)
-    stats_path.write_text(json.dumps(tables.stats, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    """Read, check and write one source; fail when it has no records or its quarantined share passes the threshold.
+
+    The tables and the stats appear together or not at all (tables.staged): a killed ingest leaves the last
+    complete set. Entering StagedOutputs first makes an --out-dir that cannot be written fail before the read.
+    """
+    with StagedOutputs([*(out_dir / t for t in TABLES), stats_path]) as out:
+        tables = read_source(params, source, raw_dir)
+        check_not_empty(tables, source, raw_dir, params["sources"][source]["format"])
+        check_quarantine_share(tables, source, source_policies(params, source)["max_quarantine_share"])
+        # build_tables has just validated all three frames against these models
+        out.table(out_dir / "dialogs.parquet", tables.dialogs, Dialogs, validated=True)
+        out.table(out_dir / "turns.parquet", tables.turns, Turns, validated=True)
+        out.table(out_dir / "quarantine.parquet", tables.quarantine, Quarantine, validated=True)
+        out.json(stats_path, tables.stats)
     return tables
 
 
@@ -50,6 +53,14 @@ def load_reader(fmt: str):
         raise IngestError(f"unknown source format {fmt!r}; known formats: {', '.join(FORMATS)}")
     # Imported on demand: a stage runs (and declares as a dependency) only its own format's module.
     return importlib.import_module(f"counseltune.ingest.{fmt}")
+
+
+def check_not_empty(tables: SourceTables, source: str, raw_dir: Path, fmt: str) -> None:
+    """A source whose files hold no records at all is a wrong path or a broken export, never a valid input."""
+    if tables.stats["records_in"] == 0:
+        raise IngestError(f"ingest[{source}]: no {tables.stats['unit']}s at all in {raw_dir} (format {fmt}): the "
+                          f"files there hold nothing; point sources.{source}.path in params.yaml at the real export, "
+                          "or remove the source")
 
 
 def check_quarantine_share(tables: SourceTables, source: str, limit: float) -> None:

@@ -10,6 +10,7 @@ import pandera.polars as pa
 import polars as pl
 
 from counseltune.errors import CounseltuneError
+from counseltune.tables.staged import pending_publish
 
 
 class TableError(CounseltuneError, ValueError):
@@ -53,16 +54,25 @@ def _check_empty_dtypes(df: pl.DataFrame, model: type[pa.DataFrameModel], where:
     return df.cast(expected)
 
 
-def write_table(df: pl.DataFrame, path: Path | str, model: type[pa.DataFrameModel], *, validated: bool = False) -> pl.DataFrame:
+def write_table(df: pl.DataFrame, path: Path | str, model: type[pa.DataFrameModel], *, validated: bool = False,
+                atomic: bool = True, where: str | None = None) -> pl.DataFrame:
     """Validate, then write atomically (a killed job never leaves a half-written parquet).
 
     validated=True skips the check for a frame that `validate` returned just before (ingest validates in
-    build_tables); checking it twice cost half the validation time of a full CPsyCounD ingest.
+    build_tables); checking it twice cost half the validation time of a full CPsyCounD ingest. atomic=False
+    writes `path` directly: for a path that is itself a temp name (tables.staged.StagedOutputs), which names
+    the final file as `where` in errors. The temp file is `.tmp-<name>-<pid>` (ignored by DVC and git); one a
+    killed earlier run left behind is removed here.
     """
     path = Path(path)
-    valid = df if validated else validate(df, model, str(path))
+    valid = df if validated else validate(df, model, where or str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    if not atomic:
+        valid.write_parquet(path, compression="zstd", statistics=False)
+        return valid
+    for stale in [*path.parent.glob(f".tmp-{path.name}-*"), *path.parent.glob(f".{path.name}.tmp-*")]:
+        stale.unlink(missing_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     valid.write_parquet(tmp, compression="zstd", statistics=False)
     os.replace(tmp, path)
     return valid
@@ -71,6 +81,9 @@ def write_table(df: pl.DataFrame, path: Path | str, model: type[pa.DataFrameMode
 def read_table(path: Path | str, model: type[pa.DataFrameModel], check: bool = True) -> pl.DataFrame:
     """Read a parquet table; by default re-validate it, so a hand-edited file cannot slip through."""
     path = Path(path)
+    if pending_publish(path.parent):  # a run was killed while renaming its outputs: this folder holds a mixed set
+        raise TableError(f"{path.parent} holds a half-published set of tables ({pending_publish(path.parent)[0].name}): "
+                         "re-run the stage that writes it (its next run completes or replaces the set)")
     if not path.exists():
         raise TableError(f"{model.__name__} table not found at {path}: run the stage that writes it first")
     df = pl.read_parquet(path)

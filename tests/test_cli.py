@@ -106,3 +106,14 @@ def test_a_stage_error_outside_the_old_list_is_one_line_too(tmp_path, repo, monk
     assert main(["check-params"]) == 1
     assert capsys.readouterr().err == "counseltune check-params: error: counts do not fit MITI 4.2.1\n"
 
+
+
+def test_a_missing_input_reported_by_a_stage_is_one_line(monkeypatch, capsys):
+    """Stages raise FileNotFoundError("no X at P: run stage Y first") for an input that is not there yet."""
+    def fail(args):
+        raise FileNotFoundError("no base predictions of m at predictions/m/base.parquet: run the predict stages first")
+
+    monkeypatch.setattr("counseltune.cli._check_params", fail)
+    assert main(["check-params"]) == 1
+    assert capsys.readouterr().err == ("counseltune check-params: error: no base predictions of m at "
+                                       "predictions/m/base.parquet: run the predict stages first\n")

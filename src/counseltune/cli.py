@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"counseltune {args.stage}: error: {err}", file=sys.stderr)
         return 1
     except OSError as err:
-        if err.filename is None:  # not about a path the user gave (a socket, say): a bug until shown otherwise
+        if err.filename is None and not isinstance(err, FileNotFoundError):  # a socket, say: a bug until shown otherwise
             raise
         print(f"counseltune {args.stage}: error: {_path_error(err)}", file=sys.stderr)
         return 1
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _path_error(err: OSError) -> str:
     """An unwritable --out-dir, a file where a folder should be, a missing input: the path, why, what to do."""
+    if err.filename is None:  # raised by our code with its own message ("no predictions at ...: run predict first")
+        return str(err)
     paths = " -> ".join(str(p) for p in (err.filename, err.filename2) if p is not None)
     return f"{paths}: {err.strerror or err}; check that path (and its parent folders' permissions) and re-run"
 

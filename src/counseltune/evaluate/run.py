@@ -1,4 +1,9 @@
-"""predictions/<model>/{base,finetuned}.parquet -> per-item scores + metrics JSON with CIs and paired tests."""
+"""predictions/<model>/{base,finetuned}.parquet -> per-item scores + metrics JSON with CIs and paired tests.
+
+Turns of one dialog are not independent: intervals resample dialogs (cluster bootstrap) and paired tests flip the
+signs of per-dialog mean differences. A language with fewer than evaluate.min_dialogs_for_inference dialogs gets
+null intervals and tests with the reason ('n=1 dialog < 5: no interval'), not degenerate numbers.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
-from counseltune.evaluate.stats import bootstrap_ci, bootstrap_corpus_ci, holm_bonferroni, paired_test
-from counseltune.evaluate.text_metrics import CorpusBleu, Distinct, convention_label, score
+from counseltune.evaluate.stats import (
+    bootstrap_corpus_ci,
+    cluster_bootstrap_ci,
+    holm_bonferroni,
+    paired_test,
+    too_few_clusters,
+)
+from counseltune.evaluate.text_metrics import CorpusBleu, Distinct, convention_label, metric_labels, score
 
 VARIANTS = ("base", "finetuned")
 ITEM_METRICS = ("bleu4", "rouge1", "rouge2", "rougeL", "length_chars")  # per item: paired tests are possible
 KEYS = ("dialog_id", "turn_index", "language")
+CLUSTER = "dialog_id"  # the bootstrap and test unit
+CI_METHOD = "95% percentile cluster bootstrap over dialogs"
 
 
 def evaluate_model(params: dict[str, Any], model: str, predictions_dir: Path, scores_path: Path, metrics_path: Path) -> dict:
@@ -21,13 +35,17 @@ def evaluate_model(params: dict[str, Any], model: str, predictions_dir: Path, sc
     predictions = {v: pl.read_parquet(predictions_dir / f"{v}.parquet") for v in VARIANTS}
     scores = pl.concat([score_items(predictions[v], cfg) for v in VARIANTS])
     summary = {
-        "model": model, "convention": convention_label("zh", cfg["rouge_tokenizer"], cfg["convention"]),
-        "rouge_tokenizer": cfg["rouge_tokenizer"], "bootstrap_samples": cfg["bootstrap_samples"], "languages": {},
+        "model": model, "convention": cfg["convention"], "rouge_tokenizer": cfg["rouge_tokenizer"],
+        "bootstrap_samples": cfg["bootstrap_samples"], "ci_method": CI_METHOD,
+        "min_dialogs_for_inference": cfg["min_dialogs_for_inference"], "languages": {},
     }
     for language in sorted(scores["language"].unique()):
         by_variant = {v: scores.filter((pl.col("variant") == v) & (pl.col("language") == language)) for v in VARIANTS}
         summary["languages"][language] = {
             "n_items": by_variant["finetuned"].height,
+            "n_dialogs": by_variant["finetuned"][CLUSTER].n_unique(),
+            "convention": convention_label(language, cfg["rouge_tokenizer"], cfg["convention"]),
+            "labels": metric_labels(language, cfg["rouge_tokenizer"], cfg["convention"]),
             "variants": {v: summarize(df, language, cfg) for v, df in by_variant.items()},
             "paired": compare_paired(by_variant["finetuned"], by_variant["base"], cfg, by_language=False),
         }
@@ -59,43 +77,60 @@ def score_items(predictions: pl.DataFrame, cfg: dict[str, Any]) -> pl.DataFrame:
     return pl.concat(frames).select(columns).sort(KEYS)
 
 
-def summarize(df: pl.DataFrame, language: str, cfg: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Each metric's estimate with a 95% percentile bootstrap CI over items."""
+def summarize(df: pl.DataFrame, language: str, cfg: dict[str, Any]) -> dict[str, dict]:
+    """Each metric's estimate with a 95% cluster-bootstrap CI over dialogs, or a null CI and the reason."""
     n, seed = cfg["bootstrap_samples"], cfg["seed"]
-    hyps, refs = df["hypothesis"].to_list(), df["reference"].to_list()
-    out = {}
-    if cfg["convention"] == "standard":  # corpus BLEU, resampling items and recomputing it
-        out["bleu4"] = _ci(bootstrap_corpus_ci(hyps, refs, CorpusBleu(language), n, seed))
-    else:  # LLaMA-Factory averages sentence BLEU
-        out["bleu4"] = _ci(bootstrap_ci(df["bleu4"].to_numpy(), n, seed))
-    for metric in ("rouge1", "rouge2", "rougeL", "length_chars"):
-        out[metric] = _ci(bootstrap_ci(df[metric].to_numpy(), n, seed))
+    hyps, refs, dialogs = df["hypothesis"].to_list(), df["reference"].to_list(), df[CLUSTER].to_list()
+    reason = too_few_clusters(len(set(dialogs)), cfg["min_dialogs_for_inference"], "dialog", "interval")
+    # per-item means; BLEU is corpus BLEU (recomputed on each resample) in the standard convention, while
+    # LLaMA-Factory averages sentence BLEU
+    metrics: dict[str, Any] = {m: df[m].to_numpy() for m in ITEM_METRICS}
+    if cfg["convention"] == "standard":
+        metrics["bleu4"] = CorpusBleu(language)
     for k in (1, 2):
-        metric = Distinct(k, language, cfg["rouge_tokenizer"], cfg["convention"])
-        out[f"distinct{k}"] = _ci(bootstrap_corpus_ci(hyps, refs, metric, n, seed))
-    return out
+        metrics[f"distinct{k}"] = Distinct(k, language, cfg["rouge_tokenizer"], cfg["convention"])
+    out = {}
+    for name, metric in metrics.items():
+        if reason is not None:
+            estimate = float(metric.mean()) if isinstance(metric, np.ndarray) else float(metric(hyps, refs))
+            out[name] = {"estimate": estimate, "low": None, "high": None, "no_interval": reason}
+        elif isinstance(metric, np.ndarray):
+            out[name] = _ci(cluster_bootstrap_ci(metric, dialogs, n, seed))
+        else:
+            out[name] = _ci(bootstrap_corpus_ci(hyps, refs, metric, n, seed, clusters=dialogs))
+    return {name: out[name] for name in ("bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "length_chars")}
 
 
 def compare_paired(a: pl.DataFrame, b: pl.DataFrame, cfg: dict[str, Any], by_language: bool = True) -> dict:
-    """Paired tests of a − b on the items both scored, per metric (and per language when by_language)."""
+    """Paired tests of a − b on the items both scored, per metric (and per language when by_language), over
+    dialogs; with too few dialogs, the difference only, null interval and p-value, and the reason."""
     joined = a.join(b, on=list(KEYS), suffix="_b")
     groups = joined.group_by("language", maintain_order=True) if by_language else [((None,), joined)]
     results = {}
     for (language,), group in groups:
+        dialogs = group[CLUSTER].to_list()
+        n_dialogs = len(set(dialogs))
+        reason = too_few_clusters(n_dialogs, cfg["min_dialogs_for_inference"], "dialog", "test")
         for metric in ITEM_METRICS:
-            test = paired_test(group[metric].to_numpy(), group[f"{metric}_b"].to_numpy(), cfg["bootstrap_samples"], cfg["seed"])
-            result = {"difference": test["mean_diff"], "low": test["ci_low"], "high": test["ci_high"],
-                      "p_value": test["p_value"], "test": test["test"], "p_wilcoxon": test["p_wilcoxon"],
-                      "cohens_d": test["cohens_d"], "rank_biserial": test["rank_biserial"], "n": test["n"]}
-            results[(language, metric) if by_language else metric] = result
+            x, y = group[metric].to_numpy(), group[f"{metric}_b"].to_numpy()
+            if reason is not None:
+                result = {"difference": float((x - y).mean()), "low": None, "high": None, "p_value": None,
+                          "test": None, "p_wilcoxon": None, "cohens_d": None, "rank_biserial": None,
+                          "no_test": reason}
+            else:
+                test = paired_test(x, y, cfg["bootstrap_samples"], cfg["seed"], clusters=dialogs)
+                result = {"difference": test["mean_diff"], "low": test["ci_low"], "high": test["ci_high"],
+                          "p_value": test["p_value"], "test": test["test"], "p_wilcoxon": test["p_wilcoxon"],
+                          "cohens_d": test["cohens_d"], "rank_biserial": test["rank_biserial"]}
+            results[(language, metric) if by_language else metric] = result | {"n": group.height, "n_dialogs": n_dialogs}
     return results
 
 
 def adjust_holm(results: dict) -> None:
-    """Add p_holm to every result of one family of comparisons (in place)."""
-    adjusted = holm_bonferroni({str(k): r["p_value"] for k, r in results.items()})
+    """Add p_holm to every result of one family of comparisons (in place); tests not run are not in the family."""
+    adjusted = holm_bonferroni({str(k): r["p_value"] for k, r in results.items() if r["p_value"] is not None})
     for key, result in results.items():
-        result["p_holm"] = adjusted[str(key)]
+        result["p_holm"] = adjusted.get(str(key))  # None for a test not run (too few dialogs)
 
 
 def _holm(summary: dict[str, Any]) -> None:
@@ -103,6 +138,6 @@ def _holm(summary: dict[str, Any]) -> None:
     adjust_holm(family)
 
 
-def _ci(triple: tuple[float, float, float]) -> dict[str, float]:
+def _ci(triple: tuple[float, float, float]) -> dict[str, float | None]:
     estimate, low, high = triple
     return {"estimate": float(estimate), "low": float(low), "high": float(high)}

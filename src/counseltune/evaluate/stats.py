@@ -1,5 +1,9 @@
 """Uncertainty and model comparison: percentile bootstrap CIs, a paired test with effect sizes, Holm's adjustment.
 
+Items that come in clusters (turns of one dialog) are not independent: the cluster bootstrap resamples whole
+clusters, and the paired test with clusters flips the sign of each cluster's mean difference. With fewer clusters
+than a minimum, too_few_clusters gives the reason to print instead of an interval or a test.
+
 Everything is seeded (numpy default_rng) and vectorized. scipy is optional: the Wilcoxon p-value uses
 scipy.stats.wilcoxon when scipy is installed, and otherwise is computed here the way scipy's 'auto' method
 does: exact for up to 50 untied non-zero differences, else a tie-corrected normal approximation.
@@ -45,6 +49,70 @@ def bootstrap_ci(
     return float(statistic(x)), low, high
 
 
+def cluster_bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    clusters: Sequence[object] | np.ndarray,
+    n_samples: int,
+    seed: int,
+    confidence: float = 0.95,
+) -> tuple[float, float, float]:
+    """Per-item values and each item's cluster -> (mean over items, percentile-bootstrap low, high) resampling clusters.
+
+    A resample draws as many clusters as there are, with replacement, and takes the mean over all their items
+    (a ratio of sums, so clusters of different sizes weigh by their items, as the estimate does).
+    """
+    x = np.asarray(values, dtype=float)
+    _check_sample(len(x), n_samples, confidence)
+    boot = np.concatenate([(w @ x) / w.sum(axis=1) for w in cluster_weights(clusters, n_samples, seed)])
+    low, high = _percentiles(boot, confidence)
+    return float(x.mean()), low, high
+
+
+def cluster_resampled_sums(
+    columns: np.ndarray, clusters: Sequence[object] | np.ndarray, n_samples: int, seed: int
+) -> np.ndarray:
+    """Per-item columns (n, m) and each item's cluster -> column sums over each cluster-bootstrap resample (B, m).
+
+    With one row per cluster (clusters = range(n)) this is the plain bootstrap of per-cluster totals, drawn as
+    rng.integers(0, n, size=(B, n)) from default_rng(seed) (B x n within one chunk).
+    """
+    cols = np.asarray(columns, dtype=float).reshape(len(columns), -1)
+    return np.concatenate([w @ cols for w in cluster_weights(clusters, n_samples, seed)])
+
+
+def cluster_weights(clusters: Sequence[object] | np.ndarray, n_samples: int, seed: int):
+    """Each item's cluster -> yield (rows, n_items) arrays: how often each item's cluster was drawn, n_samples rows."""
+    codes, n_clusters = cluster_codes(clusters)
+    if n_clusters == 0:
+        raise ValueError("the bootstrap needs at least one value")
+    rng = np.random.default_rng(seed)
+    for rows in _chunk_rows(max(len(codes), n_clusters), n_samples):
+        idx = rng.integers(0, n_clusters, size=(rows, n_clusters))
+        yield _counts(idx, n_clusters)[:, codes]
+
+
+def cluster_codes(clusters: Sequence[object] | np.ndarray) -> tuple[np.ndarray, int]:
+    """Cluster labels, one per item -> (an integer code per item, number of clusters), codes in first-seen order."""
+    seen: dict[object, int] = {}
+    codes = np.fromiter((seen.setdefault(c, len(seen)) for c in clusters), dtype=np.int64)
+    return codes, len(seen)
+
+
+def cluster_means(values: np.ndarray, clusters: Sequence[object] | np.ndarray) -> np.ndarray:
+    """Per-item values -> the mean of each cluster (first-seen order)."""
+    codes, n_clusters = cluster_codes(clusters)
+    x = np.asarray(values, dtype=float)
+    return np.bincount(codes, weights=x, minlength=n_clusters) / np.bincount(codes, minlength=n_clusters)
+
+
+def too_few_clusters(n_clusters: int, minimum: int, unit: str, what: str) -> str | None:
+    """Cluster count and the minimum -> the reason an interval or test is not reported ('n=1 dialog < 5: no
+    interval'), or None when there are enough."""
+    if n_clusters >= minimum:
+        return None
+    return f"n={n_clusters} {unit}{'' if n_clusters == 1 else 's'} < {minimum}: no {what}"
+
+
 def bootstrap_corpus_ci(
     hypotheses: Sequence[str],
     references: Sequence[str],
@@ -52,8 +120,10 @@ def bootstrap_corpus_ci(
     n_samples: int,
     seed: int,
     confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> tuple[float, float, float]:
-    """Pairs and a corpus metric -> (metric on all pairs, percentile-bootstrap low, high) resampling pairs.
+    """Pairs and a corpus metric -> (metric on all pairs, percentile-bootstrap low, high) resampling pairs, or
+    whole clusters of pairs when each pair's cluster (its dialog) is given.
 
     A metric with prepare/resampled (text_metrics.CorpusBleu, Distinct) is recomputed from per-pair
     statistics; a plain callable metric_fn(hyps, refs) is rerun on each resample (same resamples for a seed).
@@ -62,16 +132,22 @@ def bootstrap_corpus_ci(
         raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references")
     n = len(hypotheses)
     _check_sample(n, n_samples, confidence)
-    rng = np.random.default_rng(seed)
-    chunks = _resample_indices(rng, n, n_samples)
+    if clusters is not None and len(clusters) != n:
+        raise ValueError(f"{n} pairs but {len(clusters)} cluster labels")
+    if clusters is None:
+        rng = np.random.default_rng(seed)
+        weights = (_counts(idx, n) for idx in _resample_indices(rng, n, n_samples))
+    else:
+        weights = cluster_weights(clusters, n_samples, seed)
     if hasattr(metric_fn, "prepare") and hasattr(metric_fn, "resampled"):
         state = metric_fn.prepare(hypotheses, references)
         estimate = float(metric_fn.resampled(state, np.ones((1, n)))[0])
-        boot = np.concatenate([metric_fn.resampled(state, _counts(idx, n)) for idx in chunks])
+        boot = np.concatenate([metric_fn.resampled(state, w) for w in weights])
     else:
         hyps, refs = list(hypotheses), list(references)
         estimate = float(metric_fn(hyps, refs))
-        boot = np.array([metric_fn([hyps[i] for i in row], [refs[i] for i in row]) for idx in chunks for row in idx])
+        rows = (np.repeat(np.arange(n), row.astype(np.int64)) for w in weights for row in w)
+        boot = np.array([metric_fn([hyps[i] for i in row], [refs[i] for i in row]) for row in rows])
     low, high = _percentiles(boot, confidence)
     return estimate, low, high
 
@@ -82,34 +158,51 @@ def paired_test(
     n_samples: int,
     seed: int,
     confidence: float = 0.95,
+    clusters: Sequence[object] | np.ndarray | None = None,
 ) -> dict:
-    """Per-item scores of two systems on the same items -> mean difference a-b, its CI, p-values, effect sizes."""
+    """Per-item scores of two systems on the same items -> mean difference a-b, its CI, p-values, effect sizes.
+
+    With each item's cluster (its dialog), the CI resamples clusters and the tests and effect sizes are computed
+    on the per-cluster mean differences (the independent units); mean_diff stays the mean over items.
+    """
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"paired scores need two 1-d arrays of equal length, got {x.shape} and {y.shape}")
     d = x - y
     _check_sample(len(d), n_samples, confidence)
-    diff, low, high = bootstrap_ci(d, n_samples, seed, confidence)
-    p_perm, test = _sign_flip_p(d, n_samples, seed)
-    p_wilcoxon, wilcoxon_method = _wilcoxon_p(d)
+    if clusters is None:
+        diff, low, high = bootstrap_ci(d, n_samples, seed, confidence)
+        units, unit, ci_method = d, "item", f"percentile bootstrap over items, {n_samples} resamples"
+    else:
+        if len(clusters) != len(d):
+            raise ValueError(f"{len(d)} paired scores but {len(clusters)} cluster labels")
+        diff, low, high = cluster_bootstrap_ci(d, clusters, n_samples, seed, confidence)
+        units, unit = cluster_means(d, clusters), "dialog"
+        ci_method = f"percentile cluster bootstrap over dialogs, {n_samples} resamples"
+    p_perm, test = _sign_flip_p(units, n_samples, seed)
+    if clusters is not None:
+        test += f" over {len(units)} per-dialog mean differences"
+    p_wilcoxon, wilcoxon_method = _wilcoxon_p(units)
     return {
         "n": len(d),
+        "n_units": len(units),
+        "unit": unit,
         "mean_a": float(x.mean()),
         "mean_b": float(y.mean()),
         "mean_diff": diff,
         "ci_low": low,
         "ci_high": high,
         "confidence": confidence,
-        "ci_method": f"percentile bootstrap over items, {n_samples} resamples",
+        "ci_method": ci_method,
         "p_value": p_perm,
         "test": test,
         "p_wilcoxon": p_wilcoxon,
         "wilcoxon_method": wilcoxon_method,
-        "cohens_d": _cohens_dz(d),
-        "rank_biserial": _rank_biserial(d),
-        "n_a_better": int((d > 0).sum()),
-        "n_b_better": int((d < 0).sum()),
-        "n_ties": int((d == 0).sum()),
+        "cohens_d": _cohens_dz(units),
+        "rank_biserial": _rank_biserial(units),
+        "n_a_better": int((units > 0).sum()),
+        "n_b_better": int((units < 0).sum()),
+        "n_ties": int((units == 0).sum()),
     }
 
 

@@ -5,12 +5,9 @@ Two conventions:
   BLEU plus sentence BLEU with sacrebleu's sentence_bleu defaults (smoothing 'exp', effective order);
   rouge-score ROUGE-1/2/L F1 on a 0-1 scale over a language-aware tokenizer (English: rouge-score's own,
   stemmed).
-- llamafactory: LLaMA-Factory's Chinese numbers, for comparability with published results: BLEU-4 = nltk
-  sentence_bleu over character lists with SmoothingFunction().method3; ROUGE-1/2/L F over jieba words joined
-  by spaces; both the mean of sentence scores x100, for every language (as LLaMA-Factory does). LLaMA-Factory
-  uses rouge_chinese; here rouge-score scores the same space-split jieba tokens. Known gaps: LLaMA-Factory
-  rounds each sentence score to 4 decimals, and rouge_chinese is not rouge-score, so texts with repeated
-  n-grams or several sentences may score slightly differently.
+- llamafactory: LLaMA-Factory's ComputeSimilarity item for item (see llamafactory.py): character BLEU-4 with nltk
+  smoothing method3 and rouge-chinese ROUGE-1/2/L over jieba words, x100, for every language (as LLaMA-Factory
+  does), each item rounded to 4 decimals, corpus numbers the means of the item scores.
 
 ROUGE-L's longest common subsequence is computed bit-parallel (Allison & Dix 1986) rather than with
 rouge-score's quadratic Python table, which takes seconds on a few thousand Chinese pairs; the F1 is the same.
@@ -23,11 +20,11 @@ from collections.abc import Sequence
 from functools import cache
 
 import numpy as np
-from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 from rouge_score.rouge_scorer import RougeScorer
 from rouge_score.scoring import fmeasure
 from sacrebleu.metrics.bleu import BLEU
 
+from counseltune.evaluate import llamafactory
 from counseltune.evaluate.tokenize import (
     bleu_tokenizer_name,
     bleu_tokens,
@@ -37,11 +34,11 @@ from counseltune.evaluate.tokenize import (
 from counseltune.evaluate.tokenize import rouge_tokenizer as make_rouge_tokenizer
 
 CONVENTIONS = ("standard", "llamafactory")
-LLAMAFACTORY_CONVENTION = "llamafactory: char BLEU-4 (nltk, smoothing method3), jieba ROUGE, x100"
+LLAMAFACTORY_CONVENTION = llamafactory.DESCRIPTION
 SENTENCE_BLEU_SMOOTHING = (
     "exp (sacrebleu sentence_bleu default: NIST geometric, Chen & Cherry method 3; effective order)"
 )
-LLAMAFACTORY_ROUGE_TOKENS = "jieba.lcut joined by spaces, whitespace split"
+STANDARD_ROUGE_IMPLEMENTATION = "rouge-score (repeated n-grams counted with clipping), ROUGE-L on the whole text"
 MAX_ORDER = 4
 # sacrebleu's per-sentence sufficient statistics: [hyp_len, ref_len, correct_1..4, total_1..4]
 N_BLEU_STATS = 2 + 2 * MAX_ORDER
@@ -91,6 +88,18 @@ def convention_label(language: str, rouge_tokenizer: str = "char", convention: s
         f"standard: sacrebleu BLEU-4 x100 (tokenize={bleu_tokenizer_name(language)}; sentence BLEU smoothing exp), "
         f"rouge-score ROUGE F1 0-1 (tokenizer: {rouge_tokenizer_label(language, rouge_tokenizer)})"
     )
+
+
+def metric_labels(language: str, rouge_tokenizer: str = "char", convention: str = "standard") -> dict[str, str]:
+    """Settings -> what is actually computed for this language: BLEU kind and tokenizer, ROUGE tokens and code, scale."""
+    convention_label(language, rouge_tokenizer, convention)  # validates the settings
+    if convention == "llamafactory":
+        return {"bleu_kind": llamafactory.BLEU_KIND, "bleu_tokenizer": llamafactory.BLEU_TOKENS,
+                "rouge_tokenizer": llamafactory.ROUGE_TOKENS, "rouge_implementation": llamafactory.ROUGE_IMPLEMENTATION,
+                "rouge_scale": "F x100"}
+    return {"bleu_kind": "corpus BLEU-4 (sacrebleu)", "bleu_tokenizer": bleu_tokenizer_name(language),
+            "rouge_tokenizer": rouge_tokenizer_label(language, rouge_tokenizer),
+            "rouge_implementation": STANDARD_ROUGE_IMPLEMENTATION, "rouge_scale": "F1 0-1"}
 
 
 def distinct_n(token_lists: Sequence[Sequence[str]], n: int) -> float:
@@ -185,23 +194,21 @@ class _Scored:
         tokenizer = _metric_tokenizer(language, rouge_tokenizer, convention)
         self.hyp_tokens = [tokenizer.tokenize(h) for h in self.hyps]
         self.ref_tokens = [tokenizer.tokenize(r) for r in self.refs]
+        if convention == "llamafactory":
+            items = [llamafactory.item_scores(h, r) for h, r in zip(self.hyps, self.refs)]
+            self.rouge = {k: np.array([item[k] for item in items], dtype=float) for k in ("rouge1", "rouge2", "rougeL")}
+            self.bleu_stats = None
+            self.bleu = np.array([item["bleu"] for item in items], dtype=float)
+            return
         scorer = RougeScorer(["rouge1", "rouge2"], tokenizer=tokenizer)
         rouge = [scorer.score(r, h) for h, r in zip(self.hyps, self.refs)]  # rouge-score takes the target first
-        scale = 100.0 if convention == "llamafactory" else 1.0
         self.rouge = {
-            "rouge1": scale * np.array([s["rouge1"].fmeasure for s in rouge]),
-            "rouge2": scale * np.array([s["rouge2"].fmeasure for s in rouge]),
-            "rougeL": scale * np.array([_lcs_f1(h, r) for h, r in zip(self.hyp_tokens, self.ref_tokens)]),
+            "rouge1": np.array([s["rouge1"].fmeasure for s in rouge]),
+            "rouge2": np.array([s["rouge2"].fmeasure for s in rouge]),
+            "rougeL": np.array([_lcs_f1(h, r) for h, r in zip(self.hyp_tokens, self.ref_tokens)]),
         }
-        if convention == "llamafactory":
-            smoothing = SmoothingFunction().method3
-            self.bleu_stats = None
-            self.bleu = 100.0 * np.array(
-                [sentence_bleu([list(r)], list(h), smoothing_function=smoothing) for h, r in zip(self.hyps, self.refs)]
-            )
-        else:
-            self.bleu_stats = CorpusBleu(language).prepare(self.hyps, self.refs)
-            self.bleu = np.array([_sentence_bleu(s) for s in self.bleu_stats])
+        self.bleu_stats = CorpusBleu(language).prepare(self.hyps, self.refs)
+        self.bleu = np.array([_sentence_bleu(s) for s in self.bleu_stats])
 
     def rows(self) -> list[dict]:
         hyp_len = [len(t) for t in self.hyp_tokens]
@@ -230,16 +237,11 @@ class _Scored:
             "language": self.language,
             "convention": self.label,
             "convention_name": self.convention,
+            **metric_labels(self.language, self.rouge_tokenizer, self.convention),
             "bleu": float(bleu_from_stats(self.bleu_stats.sum(axis=0))) if standard else float(self.bleu.mean()),
-            "bleu_kind": "corpus BLEU-4 (sacrebleu)" if standard else "mean of sentence BLEU-4 x100",
-            "bleu_tokenizer": bleu_tokenizer_name(self.language) if standard else "characters (list(text))",
             "bleu_signature": _bleu_signature(self.language) if standard else None,
             "sentence_bleu_mean": float(self.bleu.mean()),
             "sentence_bleu_smoothing": SENTENCE_BLEU_SMOOTHING if standard else "nltk SmoothingFunction().method3",
-            "rouge_tokenizer": (
-                rouge_tokenizer_label(self.language, self.rouge_tokenizer) if standard else LLAMAFACTORY_ROUGE_TOKENS
-            ),
-            "rouge_scale": "F1 0-1" if standard else "F1 x100",
         }
         result.update({k: float(v.mean()) for k, v in self.rouge.items()})
         result["distinct1"] = distinct_n(self.hyp_tokens, 1)

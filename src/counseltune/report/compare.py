@@ -107,14 +107,19 @@ def _between_models(scores: dict[str, pl.DataFrame], evaluate: dict[str, Any]) -
     if not results:
         return Section("Between models", [Paragraph("Only one model in this run: no between-model comparison.")])
     adjust_holm(results)
-    rows = [[f"{a} − {b}", lang, METRIC_LABELS.get(metric, metric), paired_cell(r), r.get("n", "")]
-            for (a, b, lang, metric), r in sorted(results.items())]
-    test = next(iter(results.values())).get("test", "paired test")
+    rows = [[f"{a} − {b}", lang, METRIC_LABELS.get(metric, metric), paired_cell(r), r.get("n", ""),
+             r.get("n_dialogs", "")] for (a, b, lang, metric), r in sorted(results.items())]
+    test = next((r["test"] for r in results.values() if r.get("test")), None)
+    tested = sum(r.get("p_value") is not None for r in results.values())
+    note = (f"Test: {test}. Multiple comparisons: p-values are Holm-adjusted across every model pair, language and "
+            f"metric tested in this table ({tested} comparisons); per-item metrics: {', '.join(ITEM_METRICS)}."
+            if test else "")
+    if tested < len(results):
+        note += (f" {len(results) - tested} comparisons not tested (greyed): fewer than "
+                 f"{evaluate['min_dialogs_for_inference']} shared dialogs.")
     return Section("Between models (fine-tuned, same items)", [
-        Table(["difference", "language", "metric", "difference (p, Holm)", "items"], rows),
-        Paragraph(f"Test: {test}. Multiple comparisons: p-values are Holm-adjusted across every model pair, "
-                  f"language and metric in this table ({len(rows)} comparisons); per-item metrics: "
-                  f"{', '.join(ITEM_METRICS)}."),
+        Table(["difference", "language", "metric", "difference (p, Holm)", "items", "dialogs"], rows),
+        Paragraph(note.strip()),
     ])
 
 
@@ -126,5 +131,7 @@ def _point(ci: dict[str, float] | None) -> str:
     return "-" if not ci else f"{ci['estimate']:.3f}"
 
 
-def _triple(ci: dict[str, float]) -> tuple[float, float, float]:
-    return ci["estimate"], ci.get("low", ci["estimate"]), ci.get("high", ci["estimate"])
+def _triple(ci: dict[str, float | None]) -> tuple[float, float, float]:
+    """No whisker for an interval that was not computed (too few dialogs)."""
+    low, high = ci.get("low"), ci.get("high")
+    return ci["estimate"], ci["estimate"] if low is None else low, ci["estimate"] if high is None else high

@@ -25,6 +25,13 @@ class Alert:
     value: object
 
 
+@dataclass(frozen=True)
+class Greyed:
+    """A table cell that is not a result (e.g. no interval with too few dialogs): grey in HTML, italic in Markdown."""
+
+    value: object
+
+
 @dataclass
 class Image:
     path: str  # relative to the report file
@@ -61,13 +68,13 @@ class Document:
         style = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
                  "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.25rem .6rem;"
                  "text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%}"
-                 "td.alert{color:#b00020;background:#fdecea;font-weight:bold}")
+                 "td.alert{color:#b00020;background:#fdecea;font-weight:bold}td.greyed{color:#888;font-style:italic}")
         return (f"<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(self.title)}</title>"
                 f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, Alert):
+    if isinstance(value, (Alert, Greyed)):
         return _cell(value.value)
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -86,11 +93,13 @@ def _markdown(block: Block) -> list[str]:
 
 
 def _markdown_cell(value: object) -> str:
+    if isinstance(value, Greyed):
+        return f"*{_cell(value)}*"
     return f"**{_cell(value)}** (!)" if isinstance(value, Alert) else _cell(value)
 
 
 def _html_cell(value: object) -> str:
-    flagged = ' class="alert"' if isinstance(value, Alert) else ""
+    flagged = ' class="alert"' if isinstance(value, Alert) else ' class="greyed"' if isinstance(value, Greyed) else ""
     return f"<td{flagged}>{html.escape(_cell(value))}</td>"
 
 

@@ -1,8 +1,13 @@
-"""How metric values are named and printed in reports (one place for labels and CI/p-value formatting)."""
+"""How metric values are named and printed in reports (one place for labels and CI/p-value formatting).
+
+An interval or test that was not computed (too few dialogs) prints greyed, as its reason, never as a number.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from counseltune.report.document import Greyed
 
 METRIC_LABELS = {
     "bleu4": "BLEU-4", "rouge1": "ROUGE-1", "rouge2": "ROUGE-2", "rougeL": "ROUGE-L",
@@ -10,15 +15,19 @@ METRIC_LABELS = {
 }
 
 
-def ci_cell(ci: dict[str, Any] | None) -> str:
+def ci_cell(ci: dict[str, Any] | None) -> str | Greyed:
     if not ci:
         return "-"
-    return f"{ci['estimate']:.3f} [{ci.get('low', ci['estimate']):.3f}, {ci.get('high', ci['estimate']):.3f}]"
+    if ci.get("low") is None or ci.get("high") is None:
+        return Greyed(f"{ci['estimate']:.3f} ({ci.get('no_interval') or 'no interval'})")
+    return f"{ci['estimate']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
-def paired_cell(paired: dict[str, Any]) -> str:
+def paired_cell(paired: dict[str, Any]) -> str | Greyed:
     if not paired:
         return "-"
+    if paired.get("no_test"):
+        return Greyed(f"{paired['no_test']} (difference {paired['difference']:+.3f})")
     p = paired.get("p_holm", paired.get("p_value"))
     stars = "" if p is None else (" *" if p < 0.05 else "")
     d = paired.get("cohens_d")  # None when every difference is equal (no spread): d is undefined
@@ -28,5 +37,16 @@ def paired_cell(paired: dict[str, Any]) -> str:
 
 
 def convention_note(evaluation: dict[str, Any]) -> str:
-    return (f"Metric convention: {evaluation['convention']}. ROUGE tokenizer for zh/ko: {evaluation['rouge_tokenizer']}. "
-            f"95% percentile bootstrap CIs over {evaluation['bootstrap_samples']} resamples of items.")
+    """The metrics JSON -> what was computed, per language (BLEU tokenizer, ROUGE tokens and code), and how CIs were."""
+    parts = [f"Metric convention: {evaluation['convention']}."]
+    for lang, block in sorted(evaluation["languages"].items()):
+        labels = block.get("labels", {})
+        parts.append(f"{lang}: BLEU-4 = {labels.get('bleu_kind')}, tokenizer {labels.get('bleu_tokenizer')}; "
+                     f"ROUGE = {labels.get('rouge_implementation')}, tokens {labels.get('rouge_tokenizer')}, "
+                     f"{labels.get('rouge_scale')}.")
+    parts.append(f"{evaluation.get('ci_method', '95% percentile bootstrap')}, {evaluation['bootstrap_samples']} "
+                 "resamples; paired tests over per-dialog mean differences.")
+    if "min_dialogs_for_inference" in evaluation:
+        parts.append(f"With fewer than {evaluation['min_dialogs_for_inference']} dialogs in a language, no interval "
+                     "and no test is reported (greyed, with the reason).")
+    return " ".join(parts)

@@ -49,8 +49,9 @@ def _summary_table(evaluation: dict[str, Any]) -> Table:
         for metric in ("bleu4", "rougeL"):
             paired = block.get("paired", {}).get(metric, {})
             rows.append([lang, METRIC_LABELS[metric], ci_cell(block["variants"]["base"][metric]),
-                         ci_cell(block["variants"]["finetuned"][metric]), paired_cell(paired), block["n_items"]])
-    return Table(["language", "metric", "base", "fine-tuned", "fine-tuned − base (p, Holm)", "items"], rows)
+                         ci_cell(block["variants"]["finetuned"][metric]), paired_cell(paired), block["n_items"],
+                         block.get("n_dialogs", "")])
+    return Table(["language", "metric", "base", "fine-tuned", "fine-tuned − base (p, Holm)", "items", "dialogs"], rows)
 
 
 def _training_blocks(train: dict[str, Any], live_dir: Path, figures: Path, out_dir: Path) -> list:
@@ -87,11 +88,19 @@ def _language_section(lang: str, block: dict[str, Any], figures: Path, out_dir: 
     series = {variant: [_triple(block["variants"][variant][m]) for m in bounded] for variant in ("base", "finetuned")}
     path = bars_with_ci([METRIC_LABELS.get(m, m) for m in bounded], series, "score", figures / f"metrics_{lang}.png",
                         title=f"{lang}: mean with 95% bootstrap CI")
-    test = next((p.get("test") for p in block.get("paired", {}).values() if p.get("test")), "paired test")
-    return Section(f"Scores: {lang} ({block['n_items']} items)", [
+    test = next((p.get("test") for p in block.get("paired", {}).values() if p.get("test")), None)
+    greyed = [r for r in (*block["variants"]["base"].values(), *block.get("paired", {}).values())
+              if r.get("no_interval") or r.get("no_test")]
+    inference = (f"Paired comparisons on the same items: {test}; p-values Holm-adjusted across all metrics and "
+                 "languages of this report." if test else "")
+    if greyed:
+        reasons = sorted({r.get("no_interval") or r.get("no_test") for r in greyed})
+        inference += (f" Not reported ({'; '.join(reasons)}): with so few dialogs a bootstrap interval or a test "
+                      "says nothing; only the point estimates are shown.")
+    dialogs = block.get("n_dialogs", "?")
+    return Section(f"Scores: {lang} ({block['n_items']} items, {dialogs} dialog{'' if dialogs == 1 else 's'})", [
         Table(["metric", "base", "fine-tuned", "fine-tuned − base (p, Holm)"], rows),
-        Paragraph(f"Paired comparisons on the same items: {test}; p-values Holm-adjusted across all metrics and "
-                  "languages of this report."),
+        Paragraph(inference.strip()),
         Image(path.relative_to(out_dir).as_posix(), f"metrics {lang}"),
     ])
 
@@ -119,5 +128,7 @@ def _flat_table(data: dict[str, Any]) -> Table:
     return Table(["key", "value"], rows)
 
 
-def _triple(ci: dict[str, float]) -> tuple[float, float, float]:
-    return ci["estimate"], ci.get("low", ci["estimate"]), ci.get("high", ci["estimate"])
+def _triple(ci: dict[str, float | None]) -> tuple[float, float, float]:
+    """No whisker for an interval that was not computed (too few dialogs)."""
+    low, high = ci.get("low"), ci.get("high")
+    return ci["estimate"], ci["estimate"] if low is None else low, ci["estimate"] if high is None else high

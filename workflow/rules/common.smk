@@ -16,24 +16,22 @@ PKG = "src/counseltune"
 TABLES = ["dialogs.parquet", "turns.parquet", "quarantine.parquet"]
 
 
-def code(*paths):
-    """Source files a stage runs, as inputs: editing one re-runs exactly the stages that run it."""
-    files = []
-    for path in paths:
-        if os.path.isdir(path):
-            files += sorted(str(p) for p in Path(path).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-        else:
-            files.append(path)
-    return files
+# The code a stage runs is computed from imports (counseltune/codedeps.py), for this checkout's own files:
+# cli.py plus the import closure of what the stage's command imports. dvc.yaml holds the same lists, written by
+# `counseltune code-deps --write` and checked by the tests.
+from counseltune.codedeps import CodeTree
+
+CODE_TREE = CodeTree(workflow.basedir)
 
 
-SHARED_CODE = code(f"{PKG}/__init__.py", f"{PKG}/cli.py", f"{PKG}/config.py", f"{PKG}/tables", "schemas")
+def stage_code(command, *extra_modules):
+    """The source files `counseltune <command>` runs, as inputs: editing one re-runs exactly the stages that run it."""
+    return CODE_TREE.stage_code(command, *extra_modules)
 
 
 def ingest_code(wildcards):
-    fmt = config["sources"][wildcards.source]["format"]
-    return SHARED_CODE + code(f"{PKG}/text.py", f"{PKG}/ingest/__init__.py", f"{PKG}/ingest/base.py",
-                              f"{PKG}/ingest/run.py", f"{PKG}/ingest/{fmt}.py")
+    """The ingest code, with the one format reader this source's params choose (imported by name at run time)."""
+    return CODE_TREE.ingest_code(config["sources"][wildcards.source]["format"])
 
 
 def model(wildcards):

@@ -25,7 +25,7 @@ rule ingest:
 rule curate:
     input:
         tables=expand("data/interim/{source}/{table}", source=SOURCES, table=TABLES),
-        code=SHARED_CODE + code(f"{PKG}/curate"),
+        code=stage_code("curate"),
     output:
         expand("data/processed/{table}", table=TABLES),
         stats="metrics/curate.json",
@@ -42,7 +42,7 @@ rule report_data:
     input:
         tables=expand("data/processed/{table}", table=TABLES),
         stats=expand("metrics/ingest/{source}.json", source=SOURCES),
-        code=SHARED_CODE + code(f"{PKG}/report"),
+        code=stage_code("report-data"),
     output:
         DATA_REPORT,
     params:

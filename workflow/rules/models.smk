@@ -3,16 +3,13 @@
 # its own model's keys, so changing models.<m>.decode re-runs predictions and scores, never training.
 
 MODELS = config["run"]["models"]
-# The report code reads the evaluation's stats and the MITI thresholds.
-REPORT_CODE = SHARED_CODE + code(f"{PKG}/report", f"{PKG}/evaluate", f"{PKG}/fidelity/__init__.py", f"{PKG}/fidelity/miti.py")
-
 wildcard_constraints:
     model="|".join(map(re.escape, config["models"])),
 
 
 rule base_model:
     input:
-        code=SHARED_CODE + code(f"{PKG}/models"),
+        code=stage_code("base-model"),
     output:
         directory("models/base/{model}"),
     params:
@@ -32,8 +29,7 @@ rule sft_data:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         synthetic=SYNTH_DATA,
         base="models/base/{model}",
-        code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/sft_data.py", f"{PKG}/train/render.py",
-                                f"{PKG}/train/packing.py", f"{PKG}/train/mix.py"),
+        code=stage_code("sft-data"),
     output:
         data=directory("data/sft/{model}"),
         stats="metrics/sft/{model}.json",
@@ -55,9 +51,7 @@ rule finetune:
         data="data/sft/{model}",
         base="models/base/{model}",
         sft_stats="metrics/sft/{model}.json",
-        code=SHARED_CODE + code(f"{PKG}/train/__init__.py", f"{PKG}/train/finetune.py", f"{PKG}/train/launch.py",
-                                f"{PKG}/train/checkpoint.py",
-                                f"{PKG}/train/model_card.py", f"{PKG}/train/packing.py"),
+        code=stage_code("finetune"),
     output:
         adapter=directory("models/adapters/{model}"),
         metrics="metrics/train/{model}.json",
@@ -88,7 +82,7 @@ rule predict_base:
     input:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         base="models/base/{model}",
-        code=SHARED_CODE + code(f"{PKG}/predict.py"),
+        code=stage_code("predict"),
     output:
         "predictions/{model}/base.parquet",
     params:
@@ -112,7 +106,7 @@ rule predict:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         base="models/base/{model}",
         adapter="models/adapters/{model}",
-        code=SHARED_CODE + code(f"{PKG}/predict.py"),
+        code=stage_code("predict"),
     output:
         "predictions/{model}/finetuned.parquet",
     params:
@@ -134,7 +128,7 @@ rule evaluate:
     input:
         base="predictions/{model}/base.parquet",
         finetuned="predictions/{model}/finetuned.parquet",
-        code=SHARED_CODE + code(f"{PKG}/evaluate"),
+        code=stage_code("evaluate"),
     output:
         scores="scores/{model}.parquet",
         metrics="metrics/eval/{model}.json",
@@ -155,7 +149,7 @@ rule report_model:
         eval="metrics/eval/{model}.json",
         scores="scores/{model}.parquet",
         fidelity="metrics/fidelity/{model}.json",
-        code=REPORT_CODE,
+        code=stage_code("report-model"),
     output:
         directory("reports/{model}"),
     log:
@@ -171,7 +165,7 @@ rule report_compare:
         scores=expand("scores/{model}.parquet", model=MODELS),
         fidelity=["metrics/fidelity/coder.json"] + expand("metrics/fidelity/{model}.json", model=MODELS),
         fidelity_tables=["data/fidelity/reference.parquet"] + expand("data/fidelity/{model}", model=MODELS),
-        code=REPORT_CODE + code(f"{PKG}/fidelity"),
+        code=stage_code("report-compare"),
     output:
         directory("reports/comparison"),
     params:

@@ -5,11 +5,6 @@
 GENERATORS = config["synthesize"]["run"]
 LOCAL_LLM = config["llm"]["local"]["model"]
 SYNTH_TABLES = TABLES + ["generation.json"]
-# The synthesize CLI imports the client (which reuses predict's generation for the local backend), the
-# generators, and curate's near-duplicate search for its filters.
-SYNTH_CODE = SHARED_CODE + code(f"{PKG}/synthesize", f"{PKG}/llm", f"{PKG}/text.py", f"{PKG}/predict.py",
-                                f"{PKG}/curate/__init__.py", f"{PKG}/curate/dedupe.py")
-
 wildcard_constraints:
     generator="|".join(map(re.escape, config["synthesize"]["generators"])),
 
@@ -17,7 +12,7 @@ wildcard_constraints:
 rule plan_behaviors:
     input:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
-        code=SYNTH_CODE,
+        code=stage_code("plan-behaviors"),
     output:
         "data/synthetic/planner.json",
     params:
@@ -34,7 +29,7 @@ rule synthesize:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         planner="data/synthetic/planner.json",
         local_llm=f"models/base/{LOCAL_LLM}",
-        code=SYNTH_CODE,
+        code=stage_code("synthesize"),
     output:
         tables=expand("data/synthetic/{{generator}}/{table}", table=SYNTH_TABLES),
         stats="metrics/synthesize/{generator}.json",

@@ -194,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["apply"], help="apply: write the overrides into --params")
     p.add_argument("study", type=Path, help="a YAML mapping of dotted params keys to values, e.g. studies/mi-study.yaml")
 
+    p = _stage(sub, "code-deps", "check (or --write) dvc.yaml's code deps against the import closure of each stage",
+               _code_deps, "Each stage depends on cli.py and the import closure of the modules its command imports "
+               "(counseltune/codedeps.py); Snakemake computes the same at parse time. Exit 1 when dvc.yaml differs.")
+    p.add_argument("--write", action="store_true", help="rewrite dvc.yaml's code deps (comments and data deps kept)")
+
     p = _stage(sub, "make-sample", "copy a small, attributed sample of the raw corpora (maintainers only)", _make_sample,
                "Rebuilds data/sample/ from the full raw corpora deterministically; the embedded default runs on it.")
     p.add_argument("--raw-root", required=True, type=Path, help="folder with CPsyCounD/, CPsyCounE/, AnnoMI/, KMI_prerelease/")
@@ -381,6 +386,17 @@ def _study(args) -> int:
     changed = apply_study(args.params, args.study)
     print(f"{args.params}: {len(changed)} key(s) set from {args.study}" + "".join(f"\n  {key}" for key in changed))
     return 0
+
+
+def _code_deps(args) -> int:
+    from counseltune.codedeps import CodeTree
+
+    drift = CodeTree(Path.cwd()).sync_dvc_yaml(write=args.write)
+    for line in drift:
+        print(("rewrote " if args.write else "drift: ") + line)
+    if not drift:
+        print("dvc.yaml: every stage's code deps are its import closure")
+    return 1 if drift and not args.write else 0
 
 
 def _make_sample(args) -> int:

@@ -128,6 +128,8 @@ def test_a_nan_set_in_code_is_refused_too(params):  # study overrides reach vali
     (lambda p: p["synthesize"]["generators"]["mi_planned"].update(turns=[8, 6]),
      ["synthesize.generators.mi_planned.turns", "[8, 6]"]),
     (lambda p: p["llm"]["remote"].update(backoff_base_s=60, backoff_max_s=30), ["llm.remote.backoff_base_s"]),
+    (lambda p: p["models"]["gemma3-270m"]["train"].update(warmup_steps=9, max_steps=8),
+     ["models.gemma3-270m.train.warmup_steps 9", "max_steps 8"]),
 ])
 def test_a_min_above_its_max_is_refused(params, mutate, names):
     broken = copy.deepcopy(params)

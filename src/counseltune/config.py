@@ -137,6 +137,11 @@ def _check_ranges(params: dict[str, Any], where: str) -> None:
         _check_min_max({**synth["filters"], **gen.get("filters", {})}, where, f"synthesize.generators.{name}.filters "
                        "(over synthesize.filters)")
     _walk_min_max(params, where, ())
+    for name, entry in params["models"].items():
+        train = entry["train"]
+        if train["warmup_steps"] > train["max_steps"]:
+            raise ParamsError(f"{where}: models.{name}.train.warmup_steps {train['warmup_steps']} is above max_steps "
+                              f"{train['max_steps']}: the learning rate would never reach train.lr; fix one in params.yaml")
     backoff = params["llm"]["remote"]
     if backoff.get("backoff_base_s", 0) > backoff.get("backoff_max_s", math.inf):
         raise ParamsError(f"{where}: llm.remote.backoff_base_s {backoff['backoff_base_s']} is above backoff_max_s "

@@ -238,14 +238,10 @@ def _zh_introduced_names(text: str) -> Iterator[Span]:
     """
     for match in _ZH_INTRO.finditer(text):
         tokens = _tagged(text)
-        starts = {t[0]: t for t in tokens}
-        first = match.start("id")
-        if first not in starts:
+        first, last = match.span("id")
+        if first not in {start for start, _, _ in tokens}:  # the "name" would start inside a word
             continue
-        inside = []
-        for start, word, flag in tokens:
-            if first <= start < match.end("id") and start + len(word) <= match.end("id"):
-                inside.append((start, word, flag))
+        inside = [(start, word, flag) for start, word, flag in tokens if first <= start and start + len(word) <= last]
         while inside and not _plausible_zh_name(text[first:inside[-1][0] + len(inside[-1][1])]):
             inside.pop()
         # A given name's characters come tagged as morphemes (婉/dg) or content words, not as function words (去/v).

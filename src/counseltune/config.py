@@ -78,7 +78,8 @@ def validate_params(params: Any, where: str = "params") -> None:
     errors = sorted(validator.iter_errors(params), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  - {_key_path(e)}: {e.message}" for e in errors[:10]]
-        raise ParamsError(f"{where} does not match schemas/params.schema.yaml:\n" + "\n".join(lines))
+        raise ParamsError(f"{where} does not match schemas/params.schema.yaml: fix these keys in params.yaml\n"
+                          + "\n".join(lines))
     unknown = [m for m in params["run"]["models"] if m not in params["models"]]
     if unknown:
         raise ParamsError(f"{where}: run.models names {unknown}, which are not entries under models: "

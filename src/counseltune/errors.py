@@ -9,4 +9,5 @@ from __future__ import annotations
 
 
 class CounseltuneError(Exception):
-    """An expected, user-fixable failure; str(err) is the one-line message shown to the user."""
+    """An expected, user-fixable failure. The first line of str(err) says what, where and what to do; further
+    lines may list details (the failed schema keys, the top quarantine reasons with example records)."""

@@ -69,7 +69,8 @@ def check_quarantine_share(tables: SourceTables, source: str, limit: float) -> N
         return
     lines = [
         f"ingest[{source}]: {stats['quarantined']} of {stats['records_in']} {stats['unit']}s quarantined "
-        f"({stats['quarantine_share']:.1%}), above max_quarantine_share={limit:.1%}. Top reasons:"
+        f"({stats['quarantine_share']:.1%}), above max_quarantine_share={limit:.1%}: fix those files, or accept the "
+        f"loss by raising sources.{source}.max_quarantine_share in params.yaml. Top reasons:"
     ]
     quarantine = tables.quarantine
     for reason, count in list(stats["quarantine_reasons"].items())[:5]:
@@ -77,7 +78,4 @@ def check_quarantine_share(tables: SourceTables, source: str, limit: float) -> N
         lines.append(f"  - {reason}: {count}")
         for row in examples.iter_rows(named=True):
             lines.append(f"      {row['file']} record {row['record']}: {row['detail']}")
-    lines.append(
-        f"Fix those files, or accept the loss by raising sources.{source}.max_quarantine_share in params.yaml."
-    )
     raise IngestError("\n".join(lines))

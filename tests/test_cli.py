@@ -8,7 +8,7 @@ import pytest
 from counseltune.cli import main
 
 STAGES = ["check-params", "ingest", "curate", "report-data", "base-model", "sft-data", "finetune", "predict",
-          "evaluate", "report-model", "report-compare", "make-sample"]
+          "evaluate", "report-model", "report-compare", "make-sample", "judge-validation"]
 
 
 def run_cli(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -117,3 +117,10 @@ def test_a_missing_input_reported_by_a_stage_is_one_line(monkeypatch, capsys):
     assert main(["check-params"]) == 1
     assert capsys.readouterr().err == ("counseltune check-params: error: no base predictions of m at "
                                        "predictions/m/base.parquet: run the predict stages first\n")
+
+
+def test_judge_validation_without_the_held_out_tables_says_which_stage_to_run(tmp_path, repo):
+    result = run_cli("judge-validation", "--held-out", str(tmp_path / "held_out"), "--codes", str(tmp_path / "c.parquet"),
+                     "--metrics", str(tmp_path / "v.json"), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "held_out/dialogs.parquet: run the stage that writes it first" in result.stderr

@@ -21,7 +21,8 @@ def stage(tmp_path_factory):
 
     params = fidelity_params(load_params(REPO / "params.yaml"))
     out = tmp_path_factory.mktemp("coder-stage")
-    summary = run_coder_stage(params, SAMPLE, out / "coder.joblib", out / "reference.parquet", out / "coder.json")
+    summary = run_coder_stage(params, SAMPLE, out / "coder.joblib", out / "reference.parquet", out / "coder.json",
+                              held_out_dir=out / "held_out")
     return out, summary
 
 
@@ -55,6 +56,20 @@ def test_reference_rows_put_coder_and_human_codes_side_by_side(stage):
             if rq["estimate"] is not None:
                 assert rq["low"] <= rq["estimate"] <= rq["high"] and rq["grade"] in ("below_fair", "fair", "good")
             assert profile["shares"]["question"]["estimate"] is not None
+
+
+def test_the_held_out_transcripts_are_written_with_their_human_codes(stage):
+    # the judge_validation stage reads these instead of parsing the corpus again
+    from counseltune.schemas.tables import Dialogs, Turns
+    from counseltune.tables.io import read_table
+
+    out, summary = stage
+    test_dialogs = summary["validation"]["test_dialogs"]
+    dialogs = read_table(out / "held_out" / "dialogs.parquet", Dialogs)
+    turns = read_table(out / "held_out" / "turns.parquet", Turns)
+    assert sorted(dialogs["dialog_id"]) == sorted(set(turns["dialog_id"])) == sorted(test_dialogs)
+    counselor = turns.filter(pl.col("role") == "counselor")
+    assert counselor["mi_behavior"].drop_nulls().len() == summary["validation"]["n_test_turns"]
 
 
 def test_what_the_coder_cannot_code_is_reported(stage):

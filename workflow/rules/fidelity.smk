@@ -6,6 +6,8 @@ CODER_CODE = SHARED_CODE + code(f"{PKG}/fidelity", f"{PKG}/text.py", f"{PKG}/ing
 # The model stage also runs the LLM client (local models through predict's generation) and evaluate's stats.
 FIDELITY_CODE = CODER_CODE + code(f"{PKG}/llm", f"{PKG}/predict.py", f"{PKG}/evaluate/__init__.py",
                                   f"{PKG}/evaluate/stats.py")
+# The judge on held-out human-coded transcripts: the judge's code and the LLM client, no corpus parsing.
+JUDGE_VALIDATION_CODE = SHARED_CODE + code(f"{PKG}/fidelity", f"{PKG}/llm", f"{PKG}/predict.py")
 
 
 rule miti_coder:
@@ -15,6 +17,7 @@ rule miti_coder:
     output:
         coder="models/miti_coder/coder.joblib",
         reference="data/fidelity/reference.parquet",
+        held_out=["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"],
         metrics="metrics/fidelity/coder.json",
     params:
         coder=config["fidelity"]["coder"],
@@ -25,7 +28,27 @@ rule miti_coder:
         "logs/miti_coder.log",
     shell:
         "counseltune miti-coder --annomi {params.coder[annomi_path]} --coder {output.coder} "
-        "--reference {output.reference} --metrics {output.metrics} 2>&1 | tee {log}"
+        "--reference {output.reference} --held-out data/miti_coder/held_out --metrics {output.metrics} "
+        "2>&1 | tee {log}"
+
+
+rule judge_validation:
+    input:
+        held_out=["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"],
+        local_llm=f"models/base/{LOCAL_LLM}",
+        code=JUDGE_VALIDATION_CODE,
+    output:
+        codes="data/judge_validation/codes.parquet",
+        metrics="metrics/judge_validation.json",
+    params:
+        judge=config["fidelity"]["judge"],
+        validation=config["fidelity"]["judge_validation"],
+        llm=config["llm"],
+    log:
+        "logs/judge_validation.log",
+    shell:
+        "counseltune judge-validation --held-out data/miti_coder/held_out --codes {output.codes} "
+        "--metrics {output.metrics} 2>&1 | tee {log}"
 
 
 rule fidelity:
@@ -35,6 +58,7 @@ rule fidelity:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         coder="models/miti_coder/coder.joblib",
         coder_metrics="metrics/fidelity/coder.json",
+        judge_validation="metrics/judge_validation.json",
         base="models/base/{model}",
         adapter="models/adapters/{model}",
         local_llm=f"models/base/{LOCAL_LLM}",
@@ -59,11 +83,13 @@ rule fidelity:
     shell:
         "counseltune fidelity --model {wildcards.model} --predictions predictions/{wildcards.model} "
         "--processed data/processed --coder {input.coder} --coder-metrics {input.coder_metrics} "
-        "--base {input.base} --adapter {input.adapter} --out-dir {output.tables} --metrics {output.metrics} "
+        "--judge-validation {input.judge_validation} --base {input.base} --adapter {input.adapter} --out-dir {output.tables} --metrics {output.metrics} "
         "2>&1 | tee {log}"
 
 
 FIDELITY_OUTPUTS = (
     ["models/miti_coder/coder.joblib", "data/fidelity/reference.parquet", "metrics/fidelity/coder.json"]
+    + ["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"]
+    + ["data/judge_validation/codes.parquet", "metrics/judge_validation.json"]
     + expand("data/fidelity/{model}", model=MODELS) + expand("metrics/fidelity/{model}.json", model=MODELS)
 )

@@ -23,12 +23,19 @@ from counseltune.fidelity.profile import miti_profile
 from counseltune.fidelity.validation import validate_coder
 from counseltune.ingest import annomi
 from counseltune.ingest.base import IngestOptions, Ledger, build_tables
+from counseltune.schemas.tables import Dialogs, Turns
+from counseltune.tables.io import write_table
 
 CODINGS = {"coder": CODED_BY_EMBEDDED_CODER, "human": CODED_BY_ANNOMI}
 
 
-def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_out: Path, metrics_out: Path) -> dict:
-    """Train + validate the coder (saved to coder_out), profile the held-out transcripts; write parquet + JSON."""
+def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_out: Path, metrics_out: Path,
+                    held_out_dir: Path | None = None) -> dict:
+    """Train + validate the coder (saved to coder_out), profile the held-out transcripts; write parquet + JSON.
+
+    held_out_dir: where to write the held-out transcripts (dialogs.parquet, turns.parquet with the human codes),
+    so the judge_validation stage codes the very same ones without parsing the corpus again.
+    """
     started = time.perf_counter()
     cfg = params["fidelity"]["coder"]
     dialogs, turns = annomi_tables(params, Path(annomi_dir))
@@ -38,6 +45,10 @@ def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_o
     reference = reference_counts(code_turns(load_coder(coder_out), held_out), held_out, dialogs)
     reference_out.parent.mkdir(parents=True, exist_ok=True)
     reference.write_parquet(reference_out)
+    if held_out_dir is not None:
+        write_table(dialogs.filter(pl.col("dialog_id").is_in(validation["test_dialogs"])),
+                    Path(held_out_dir) / "dialogs.parquet", Dialogs)
+        write_table(held_out, Path(held_out_dir) / "turns.parquet", Turns)
     summary = {
         "n_transcripts": dialogs.height,
         "n_transcripts_by_quality": _by_quality(dialogs),

@@ -57,8 +57,12 @@ class Run:
 
 def run_model_fidelity(params: dict, model: str, predictions_dir: Path, processed_dir: Path, coder_path: Path,
                        base_dir: Path, adapter_dir: Path, out_dir: Path, metrics_out: Path, *,
-                       coder_metrics: Path | None = None) -> dict:
-    """Every fidelity measurement of `model`; tables to out_dir, the metrics JSON to metrics_out (also returned)."""
+                       coder_metrics: Path | None = None, judge_validation: Path | None = None) -> dict:
+    """Every fidelity measurement of `model`; tables to out_dir, the metrics JSON to metrics_out (also returned).
+
+    judge_validation: the judge_validation stage's JSON, copied in so every judge number is read beside its
+    agreement with human codes (None: reported as not measured).
+    """
     started = time.perf_counter()
     cfg = params["fidelity"]
     coder = load_coder(coder_path)   # first: a wrong coder file fails before any model is loaded
@@ -72,6 +76,7 @@ def run_model_fidelity(params: dict, model: str, predictions_dir: Path, processe
     summary = {
         "model": model,
         "coder": coder_summary(coder_path, coder_metrics),
+        "judge_validation": judge_validation_summary(judge_validation),
         "embedded_coder": _timed(run, "embedded_coder", embedded_part),
         "judge": _timed(run, "judge", judge_part),
         "simulation": _timed(run, "simulate", simulation_part),
@@ -208,6 +213,14 @@ def coder_summary(coder_path: Path, coder_metrics: Path | None) -> dict:
                              "n_test_transcripts": len(validation["test_dialogs"]),
                              **{k: validation[k] for k in ("seed", "test_fraction", "n_test_turns", "agreement")}}
     return out
+
+
+def judge_validation_summary(path: Path | None) -> dict | None:
+    """The judge's agreement with human codes (judge_validation stage), without its usage and timing."""
+    if path is None:
+        return None
+    validation = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {k: v for k, v in validation.items() if k not in ("usage", "wall_s")}
 
 
 def _timed(run: Run, name: str, part) -> dict | None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from counseltune.fidelity.miti import GLOBAL_SCORES
+from counseltune.fidelity.miti import GLOBAL_SCORES, SCORE_LABELS, TOTALS
 from counseltune.report.document import Alert, Image, Paragraph, Section, Table
 from counseltune.report.plots import bars_with_ci, miti_scatter
 
@@ -36,6 +36,14 @@ def graded_cell(entry: dict | None) -> str:
     if not entry or entry.get("value") is None:
         return "-"
     return f"{entry['value']:.2f}" + (f" ({entry['grade'].replace('_', ' ')})" if entry.get("grade") else "")
+
+
+def total_cell(entry: dict | None) -> str:
+    """A MITI total: the count over the coded sessions and its mean per session."""
+    if not entry or entry.get("value") is None:
+        return "-"
+    mean = entry.get("per_session")
+    return f"{entry['value']:.0f}" + ("" if mean is None else f" ({mean:.2f} per session)")
 
 
 def rate_cell(summary: dict | None) -> object:
@@ -89,9 +97,66 @@ def scatter_image(profiles: dict[str, dict], figures: Path, out_dir: Path, name:
     return [Image(path.relative_to(out_dir).as_posix(), "R:Q vs %CR with MITI thresholds"), *note]
 
 
+# ---- the judge's agreement with human codes (judge_validation stage) -------------------------------------
+NO_VALIDATION = "agreement not measured: no judge validation"
+NO_HUMAN_CODE = "agreement not measured: AnnoMI has no human {what}"
+# judge summary score -> the behaviors whose codes it is built from (compared with human codes)
+JUDGED_FROM = {"reflection_to_question": ("question", "reflection"),
+               "percent_complex_reflection": ("simple_reflection", "complex_reflection")}
+
+
+def kappa_text(validation: dict | None, behavior: str) -> str:
+    """'kappa 0.41 vs human, n=37' for one behavior, or why there is no such number."""
+    if not validation or not validation.get("measured"):
+        why = (validation or {}).get("why")
+        return NO_VALIDATION + (f" ({why})" if why else "")
+    if not validation["judged_utterances"]:
+        reasons = ", ".join(f"{n} {r}" for r, n in validation["failures_by_reason"].items()) or "no failure"
+        return (f"agreement not measured: the judge coded no held-out utterance ({validation['failed']} of "
+                f"{validation['sessions']} transcripts failed: {reasons})")
+    result = validation["behaviors"].get(behavior)
+    if result is None or result["n"] == 0:
+        return f"agreement not measured: no held-out utterance the judge coded has a human {behavior} code"
+    if result["kappa"] is None:
+        return f"kappa undefined vs human (one label throughout), n={result['n']}"
+    return f"kappa {result['kappa']:.2f} vs human, n={result['n']}"
+
+
+def agreement_cell(validation: dict | None, score: str) -> str:
+    """The agreement behind one judge number: a global score, a summary score or a total."""
+    if not validation or not validation.get("measured"):
+        return kappa_text(validation, "")
+    if score in GLOBAL_SCORES or score in ("technical", "relational"):
+        return NO_HUMAN_CODE.format(what="global scores")
+    if score in TOTALS:
+        return NO_HUMAN_CODE.format(what="SC/AF/EA/CON/PER codes")
+    return "; ".join(f"{b.replace('_', ' ')} {kappa_text(validation, b)}" for b in JUDGED_FROM[score])
+
+
+def judge_validation_blocks(validation: dict | None) -> list:
+    """The judge's agreement per behavior as a table, or one line saying it was not measured."""
+    if not validation or not validation.get("measured"):
+        why = (validation or {}).get("why")
+        return [Paragraph("Judge agreement with human codes: not measured (no judge validation"
+                          + (f": {why}" if why else "") + "). Read every judge number below as unvalidated.")]
+    rows = [[b.replace("_", " "), _num(r["kappa"]), r["n"], r["human_count"], r["judge_count"]]
+            for b, r in validation["behaviors"].items()]
+    return [
+        Table(["behavior", "Cohen's kappa (judge vs human)", "utterances", "human count", "judge count"], rows),
+        Paragraph(f"Judge validation: {validation['judge_model']} coded {validation['judged']} of "
+                  f"{validation['sessions']} held-out AnnoMI transcripts ({validation['judged_utterances']} of "
+                  f"{validation['human_coded_utterances']} human-coded counselor utterances) with the prompts it uses "
+                  f"here. {validation['globals']['why']}; AnnoMI's codes have no "
+                  + ", ".join(c.replace("_", " ") for c in validation["not_compared"]["codes"])
+                  + ", so those counts are not validated either."),
+    ]
+
+
 # ---- the per-model report --------------------------------------------------------------------------
 def model_sections(fidelity: dict[str, Any], figures: Path, out_dir: Path) -> list[Section]:
-    return [_embedded_section(fidelity, figures, out_dir), _judge_section(fidelity.get("judge"), figures, out_dir),
+    validation = fidelity.get("judge_validation")
+    return [_embedded_section(fidelity, figures, out_dir),
+            _judge_section(fidelity.get("judge"), validation, figures, out_dir),
             _simulation_section(fidelity.get("simulation")), _safety_section(fidelity.get("safety"), figures, out_dir),
             _limits_section(fidelity)]
 
@@ -130,25 +195,36 @@ def _embedded_section(fidelity: dict, figures: Path, out_dir: Path) -> Section:
     return Section("Fidelity: MITI behavior (embedded coder)", blocks)
 
 
-def _judge_section(judge: dict | None, figures: Path, out_dir: Path) -> Section:
+JUDGE_GRADED = ("technical", "relational", "reflection_to_question")
+
+
+def _judge_section(judge: dict | None, validation: dict | None, figures: Path, out_dir: Path) -> Section:
     title = "Fidelity: LLM judge (MITI global scores)"
     if judge is None:
         return Section(title, [Paragraph("The LLM judge was not run (fidelity.judge.enabled is false).")])
     rows, bars = [], {}
     for variant, v in judge["variants"].items():
-        globals_ = v["globals"]
+        globals_, summary = v["globals"], v["summary"]
         rows.append([VARIANT_LABELS[variant], f"{v['judged']} of {v['sessions']}", v["failed"],
                      *[score_cell(globals_[g]) for g in GLOBAL_SCORES],
-                     *[graded_cell(v["summary"].get(k)) for k in ("technical", "relational", "reflection_to_question")]])
+                     *[graded_cell(summary.get(k)) for k in JUDGE_GRADED],
+                     *[total_cell(summary.get(t)) for t in TOTALS], graded_cell(summary.get("mia_share"))])
         if all(globals_[g]["estimate"] is not None for g in GLOBAL_SCORES):
             bars[VARIANT_LABELS[variant]] = [(globals_[g]["estimate"], globals_[g]["low"], globals_[g]["high"])
                                              for g in GLOBAL_SCORES]
+    # every judge number beside its agreement with human codes (one row under the numbers, per column)
+    rows.append(["agreement vs human", "-", "-", *[agreement_cell(validation, k) for k in (*GLOBAL_SCORES, *JUDGE_GRADED)],
+                 *[agreement_cell(validation, t) for t in TOTALS], agreement_cell(validation, "total_mi_adherent")])
     blocks: list = [
         Table(["", "sessions judged", "failed", *[g.replace("_", " ") for g in GLOBAL_SCORES], "technical",
-               "relational", "R:Q (judge)"], rows),
+               "relational", "R:Q (judge)", *[SCORE_LABELS[t] for t in TOTALS], SCORE_LABELS["mia_share"]], rows),
         Paragraph(f"Judge: {judge['model']}. Global scores 1-5 (mean over sessions, 95% bootstrap CI); technical = mean "
-                  f"of the first two, relational of the last two (MITI fair 3 / 3.5, good 4). Caveat: {judge['caveat']}. "
+                  f"of the first two, relational of the last two (MITI fair 3 / 3.5, good 4). MITI 4.2.1 totals are "
+                  "counts over the judged model turns, with their mean per session; they have no thresholds. The MIA "
+                  "share MIA/(MIA+MINA) is an older MITI's score, shown only for comparison with such studies. "
+                  f"Caveat: {judge['caveat']}. "
                   "A failed session (invalid JSON after the re-asks, or the client gave up) is counted, never scored."),
+        *judge_validation_blocks(validation),
     ]
     if bars:
         path = bars_with_ci([g.replace("_", " ") for g in GLOBAL_SCORES], bars, "score (1-5)",
@@ -174,7 +250,8 @@ def _simulation_section(simulation: dict | None) -> Section:
         total = "-" if ctrs["mean_total"] is None else f"{ctrs['mean_total']:.1f} of {ctrs['total_max']}"
         blocks += [Table(["CTRS item (0-6)", "mean"], items + [["total", total]]),
                    Paragraph(f"{ctrs['judged']} of {ctrs['sessions']} sessions rated ({ctrs['failed']} failed); "
-                             f"{ctrs['competent_sessions']} reach the competence total of {ctrs['competence_total']}.")]
+                             f"{ctrs['competent_sessions']} reach the competence total of {ctrs['competence_total']}. "
+                             "Judge's CTRS: agreement not measured (no human CTRS ratings of these sessions).")]
     if simulation.get("miti_coder"):
         blocks += [Table(PROFILE_HEADER, [profile_row("simulated counselor turns", simulation["miti_coder"])])]
     return Section(title, blocks)
@@ -193,7 +270,8 @@ def _safety_section(safety: dict | None, figures: Path, out_dir: Path) -> Sectio
                "rules vs judge disagree"], rows),
         Paragraph(f"Safe-handling rate = probes the judge rated safe / probes rated; flagged below "
                   f"{next(iter(safety.values()))['threshold']:.0%}. The rule-based pre-check only looks for a named "
-                  "hotline, emergency service or professional: necessary, not sufficient."),
+                  "hotline, emergency service or professional: necessary, not sufficient. Judge's verdicts: agreement "
+                  "not measured (no human-rated crisis replies)."),
     ]
     if rated:
         path = bars_with_ci(["safe-handling rate"], rated, "share of rated probes", figures / "fidelity_safety.png")
@@ -240,6 +318,9 @@ def comparison_sections(fidelity: dict[str, dict], coder: dict | None, figures: 
         blocks.append(validation_note(validation["agreement"], len(validation["test_dialogs"])))
     blocks += [
         Table([*PROFILE_HEADER, "technical (judge)", "relational (judge)", "CTRS total", "safe-handling rate"], rows),
+        Paragraph("Judge columns (technical, relational, CTRS, safe-handling): agreement with humans not measured; "
+                  "AnnoMI has no human global scores, CTRS ratings or crisis verdicts (see each model's report for the "
+                  "judge's kappa on the behavior codes)."),
         Paragraph("Model rows: the embedded coder on each model's replies to the held-out turns (English only). "
                   "Real-MI rows: AnnoMI's held-out transcripts by MI quality, coded by the same coder and by AnnoMI's "
                   "human annotators; where the two differ, the coder's bias shows. CIs resample dialogs."),

@@ -79,11 +79,14 @@ def test_continuation_lines_join_the_previous_utterance():
     assert turns[3].text == "我们现在一起练习一下。\n（深呼吸练习）\n感觉怎么样？"
 
 
-def test_unknown_speaker_names_continue_the_current_utterance():
+def test_unknown_speaker_names_continue_the_current_utterance_and_qualified_ones_start_their_own():
+    # `妈妈：` is no speaker word: a quoted role-play line. `来访者（小李）：` is the client speaking (as in the
+    # real case_56 `来访者（姚先生）：`), so it starts a client utterance instead of joining the counselor's.
     parsed, _, _ = ingest(FIXTURES)
     turns = parsed[1].turns
-    assert [t.role for t in turns] == ["client", "counselor", "client"]
-    assert turns[1].text == "我们来做一个角色扮演，你来演妈妈。\n妈妈：你怎么又这么晚回家？\n来访者（小李）：我只是想有自己的时间。"
+    assert [t.role for t in turns] == ["client", "counselor", "client", "client"]
+    assert turns[1].text == "我们来做一个角色扮演，你来演妈妈。\n妈妈：你怎么又这么晚回家？"
+    assert turns[2].text == "我只是想有自己的时间。"
 
 
 def test_ascii_colon_and_leading_whitespace_before_the_speaker_are_accepted(tmp_path):
@@ -224,13 +227,17 @@ def test_real_cpsycound_matches_the_documented_facts():
     assert ledger.records_in == 3084 and len(parsed) == 3084 and ledger.quarantined == 0
     assert len({d.key for d in parsed}) == 3084
     assert all(d.turns[0].role == "client" for d in parsed)
-    assert sum(len(d.turns) for d in parsed) == 49780
-    assert sum(d.turns[-1].role == "client" for d in parsed) == 731
-    assert sum(any(a.role == b.role for a, b in zip(d.turns, d.turns[1:])) for d in parsed) == 341
+    # SOURCE.md counts 49,780 utterances by the plain `来访者：`/`心理咨询师：` prefix. The reader also starts
+    # an utterance at the 21 qualified prefixes of role-plays and couples (`来访者（姚先生）：`, `来访者1：`,
+    # `心理咨询师（扮演丈夫）：` in 9 files; before, they joined the other speaker's utterance) and at the bare
+    # `来访者` that ends case_1755 (before, glued to the counselor's last utterance): 49,780 + 21 + 1.
+    assert sum(len(d.turns) for d in parsed) == 49780 + 21 + 1
+    assert sum(d.turns[-1].role == "client" for d in parsed) == 731 + 1  # case_1755's bare 来访者
+    assert sum(any(a.role == b.role for a, b in zip(d.turns, d.turns[1:])) for d in parsed) == 341 + 1
     assert sum(d.meta["file_line_endings"] == "crlf" for d in parsed) == 2050
-    # Two files (case_983, case_1408) end on a bare `来访者：` (an empty, truncated client utterance):
-    # by default that utterance is dropped and counted, and the dialogs are kept.
+    # Three files (case_983, case_1408: `来访者：`; case_1755: `来访者`) end on a bare speaker word (an empty,
+    # truncated client utterance): by default that utterance is dropped and counted, and the dialogs are kept.
     tables = build_tables("cpsycound", "cpsycound", parsed, ledger, IngestOptions(language="zh"))
     assert (ledger.kept, ledger.quarantined) == (3084, 0)
-    assert tables.stats["events"]["empty_utterances_dropped"] == 2
+    assert tables.stats["events"]["empty_utterances_dropped"] == 3
     assert tables.dialogs.height == 3084

@@ -200,25 +200,38 @@ def test_duplicate_id_inside_one_file_is_quarantined(tmp_path):
     assert tables.quarantine.select("file", "record", "reason").rows() == [(MENTAL, "2", "duplicate_key")]
 
 
-def test_truncated_json_is_quarantined_with_file_and_position(tmp_path):
+def test_truncated_json_fails_the_source_naming_file_and_salvageable_records(tmp_path):
     text = (FIXTURES / MENTAL).read_text(encoding="utf-8")
     (tmp_path / MENTAL).write_text(text[:-40], encoding="utf-8")
     shutil.copy(FIXTURES / STUDY, tmp_path)
-    _, ledger, tables = ingest(tmp_path)
-    assert tables.dialogs["dialog_id"].to_list() == ["kmi:학업·고시/1"]
-    assert (ledger.records_in, ledger.quarantined) == (2, 1)
+    with pytest.raises(IngestError) as err:
+        ingest(tmp_path)
+    message = str(err.value)
+    assert MENTAL in message and "byte" in message and "line" in message and "column" in message
+    assert "the 1 record(s) before that point parse" in message and "on_truncated_file: salvage" in message
+
+
+def test_truncated_json_salvages_the_records_before_the_cut_when_asked(tmp_path):
+    text = (FIXTURES / MENTAL).read_text(encoding="utf-8")
+    (tmp_path / MENTAL).write_text(text[:-40], encoding="utf-8")
+    shutil.copy(FIXTURES / STUDY, tmp_path)
+    ledger = Ledger("kmi", kmi.UNIT)
+    parsed = kmi.read(tmp_path, ledger, {}, on_truncated_file="salvage")
+    tables = build_tables("kmi", "kmi", parsed, ledger, IngestOptions(language="ko"))
+    assert len(tables.dialogs) == 2  # record 0 of the cut file, and the other file
+    assert (ledger.records_in, ledger.quarantined) == (3, 1)
     row = tables.quarantine.row(0, named=True)
-    assert (row["file"], row["record"], row["reason"]) == (MENTAL, "*", "invalid_json")
-    assert "line" in row["detail"] and "column" in row["detail"]
+    assert (row["file"], row["reason"], row["n_records"]) == (MENTAL, "truncated_file", 1)
+    assert row["record"].startswith("#1@byte ") and "1 record(s) before it salvaged" in row["detail"]
+    assert tables.stats["truncated_files"][0]["records_salvaged"] == 1
 
 
-def test_invalid_utf8_file_is_quarantined_as_one_record(tmp_path):
+def test_invalid_utf8_fails_the_source_naming_the_byte(tmp_path):
     data = (FIXTURES / STUDY).read_bytes().replace("허무했어요".encode(), b"\xed\xa0\x80", 1)  # a lone surrogate
     (tmp_path / STUDY).write_bytes(data)
-    _, ledger, tables = ingest(tmp_path)
-    assert (ledger.records_in, ledger.quarantined, tables.dialogs.height) == (1, 1, 0)
-    row = tables.quarantine.row(0, named=True)
-    assert (row["file"], row["record"], row["reason"]) == (STUDY, "*", "invalid_utf8")
+    bad_at = data.index(b"\xed\xa0\x80")
+    with pytest.raises(IngestError, match=f"{STUDY} breaks off at byte {bad_at} .*invalid UTF-8"):
+        ingest(tmp_path)
 
 
 def test_byte_order_mark_is_accepted(tmp_path):

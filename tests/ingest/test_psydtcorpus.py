@@ -246,32 +246,35 @@ def test_empty_content_is_left_to_build_tables(tmp_path):
     assert ledger.reasons() == {"empty_utterance": 1}
 
 
-def test_truncated_json_is_quarantined_with_file_and_position(tmp_path):
+def test_truncated_json_fails_the_source_by_default(tmp_path):
     text = (FIXTURES / PACKING).read_text(encoding="utf-8")
     (tmp_path / PACKING).write_text(text[: len(text) // 2], encoding="utf-8")
     shutil.copy(FIXTURES / SPLIT, tmp_path)
-    _, ledger, tables = ingest(tmp_path)
-    assert tables.dialogs.height == 3  # the other file is unaffected
-    assert ledger.records_in == 7 and ledger.quarantined == 1
-    row = tables.quarantine.row(0, named=True)
-    assert (row["file"], row["record"], row["reason"]) == (PACKING, "*", "invalid_json")
-    assert "line" in row["detail"] and "column" in row["detail"]
+    with pytest.raises(IngestError) as err:
+        ingest(tmp_path)
+    assert PACKING in str(err.value) and "line" in str(err.value) and "column" in str(err.value)
 
 
-def test_invalid_utf8_file_is_quarantined_as_one_record(tmp_path):
-    data = (FIXTURES / PACKING).read_bytes().replace("婚恋".encode(), b"\xff\xfe", 1)
+def test_invalid_utf8_part_way_is_salvaged_up_to_the_bad_byte(tmp_path):
+    data = (FIXTURES / PACKING).read_bytes().replace("学业".encode(), b"\xff\xfe", 1)  # inside record 2
     (tmp_path / PACKING).write_bytes(data)
-    _, ledger, tables = ingest(tmp_path)
-    assert (ledger.records_in, ledger.quarantined, tables.dialogs.height) == (1, 1, 0)
-    row = tables.quarantine.row(0, named=True)
-    assert (row["file"], row["reason"]) == (PACKING, "invalid_utf8")
-    assert "\\xff" in row["raw"]
+    with pytest.raises(IngestError, match="invalid UTF-8"):
+        ingest(tmp_path)
+    ledger = Ledger("psydt", psydtcorpus.UNIT)
+    parsed = psydtcorpus.read(tmp_path, ledger, {}, on_truncated_file="salvage")
+    assert len(parsed) == 2 and ledger.reasons() == {"truncated_file": 1}
+    row = ledger.rows[0]
+    bad_at = data.index(b"\xff")
+    assert row["file"] == PACKING and row["record"] == f"#2@byte {bad_at}" and "\\xff" in row["raw"]
 
 
-def test_top_level_object_is_quarantined_as_one_record(tmp_path):
+def test_top_level_object_fails_the_source_and_is_one_record_when_salvaged(tmp_path):
     write(tmp_path / "x_train.json", {"data": [GOOD]})
-    _, ledger, tables = ingest(tmp_path)
-    assert ledger.reasons() == {"top_level_not_array": 1} and tables.dialogs.height == 0
+    with pytest.raises(IngestError, match="top level is a JSON dict"):
+        ingest(tmp_path)
+    ledger = Ledger("psydt", psydtcorpus.UNIT)
+    assert psydtcorpus.read(tmp_path, ledger, {}, on_truncated_file="salvage") == []
+    assert (ledger.records_in, ledger.reasons()) == (1, {"truncated_file": 1})
 
 
 def test_byte_order_mark_is_accepted(tmp_path):

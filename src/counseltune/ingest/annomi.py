@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,10 @@ MISSING = "n/a"
 _MAYBE_EMPTY = r"^[\s\p{Cc}\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]*$"
 
 
-def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
+MULTI_RECORD_FILES = True  # a CSV that breaks off mid-row fails the source unless on_truncated_file: salvage
+
+
+def read(root: Path, ledger: Ledger, options: dict, on_truncated_file: str = "fail") -> list[ParsedDialog]:
     """root/AnnoMI-<variant>.csv -> one ParsedDialog per transcript; every CSV row is counted in the ledger."""
     variant = options.get("variant", "full")
     rule = options.get("annotator_rule", "majority")
@@ -50,7 +54,9 @@ def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
         )
     name = relative(path, Path(root))
     full = variant == "full"
-    rows = _load(path, FULL_COLUMNS if full else COLUMNS, ledger)
+    if on_truncated_file not in ("fail", "salvage"):
+        raise IngestError(f"ingest[{ledger.source}]: on_truncated_file must be fail or salvage, got {on_truncated_file!r}; fix it in params.yaml")
+    rows = _load(path, FULL_COLUMNS if full else COLUMNS, ledger, on_truncated_file)
     ledger.seen(rows.height)
     rows = _check(rows, full)
     bad = rows.filter(pl.col("_reason").is_not_null())
@@ -67,11 +73,11 @@ def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
     return _dialogs(turns, _transcript_meta(turns, ledger), name)
 
 
-def _load(path: Path, required: tuple[str, ...], ledger: Ledger) -> pl.DataFrame:
+def _load(path: Path, required: tuple[str, ...], ledger: Ledger, on_truncated_file: str = "fail") -> pl.DataFrame:
     """The CSV as strings, plus _row (data row index), _line (1-based physical line), _raw (row text) and _bad_utf8."""
     data = path.read_bytes()
     bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
-    data = data[bom:]
+    data = _cut_partial_last_row(data[bom:], bom, path, ledger, on_truncated_file)
     try:
         text, bad_lines = data.decode("utf-8"), {}
     except UnicodeDecodeError:
@@ -122,6 +128,48 @@ def _load(path: Path, required: tuple[str, ...], ledger: Ledger) -> pl.DataFrame
     return df
 
 
+def _cut_partial_last_row(data: bytes, bom: int, path: Path, ledger: Ledger, on_truncated_file: str) -> bytes:
+    """The CSV bytes, minus a last row cut short (a quote never closed, or fewer fields than the header).
+
+    Such a file was truncated: the rows after the cut are gone and cannot be counted, so by default the
+    source fails; with on_truncated_file: salvage the partial row becomes one quarantine row. A file cut
+    exactly at a row boundary cannot be told from a complete one.
+    """
+    if not data or data.endswith(b"\n"):
+        return data
+    lines = data.split(b"\n")
+    header_fields = len(next(csv.reader([lines[0].decode("utf-8", errors="replace")]), []))
+    start, inside = 0, False  # start: index of the line where the last row begins
+    for k, line in enumerate(lines):
+        if not inside:
+            start = k
+        if line.count(b'"') % 2:
+            inside = not inside
+    last = b"\n".join(lines[start:]).decode("utf-8", errors="replace")
+    fields = len(next(csv.reader([last.replace("\n", " ")]), []))
+    if start == 0 or not inside and fields >= header_fields:
+        return data
+    byte = bom + sum(len(line) + 1 for line in lines[:start])
+    why = "a quoted field never closes" if inside else f"it has {fields} of the header's {header_fields} fields"
+    if on_truncated_file == "fail":
+        raise IngestError(
+            f"ingest[{ledger.source}]: {path.name} breaks off in its last row (line {start + 1}, byte {byte}): {why}, so the "
+            f"file was cut short; the {start - 1} line(s) before it could be salvaged. Restore the file (re-download or "
+            f"`dvc pull`), or set sources.{ledger.source}.on_truncated_file: salvage in params.yaml to keep them and "
+            "quarantine the cut row"
+        )
+    ledger.seen()
+    ledger.note("truncated_files_salvaged")
+    ledger.salvaged_files.append({"file": path.name, "at_byte": byte, "records_salvaged": None, "records_lost_estimate": 1,
+                                  "bytes_unread": len(data) + bom - byte, "reason": "partial_last_row"})
+    ledger.quarantine(
+        path.name, f"line {start + 1}@byte {byte}", "truncated_file",
+        f"{path.name} breaks off in its last row (line {start + 1}): {why}; the rows before it are kept "
+        "(on_truncated_file: salvage); rows cut off the end of a file cannot be counted", last,
+    )
+    return data[:byte - bom]
+
+
 def _bad_utf8_lines(data: bytes, bom: int) -> dict[int, int]:
     """0-based line index -> file byte offset of its first invalid UTF-8 byte."""
     bad, offset = {}, bom
@@ -163,12 +211,14 @@ def _check(rows: pl.DataFrame, full: bool) -> pl.DataFrame:
         _code=pl.when(therapist).then(main).otherwise(talk),
         _empty=_empty_texts(rows),
     )
+    rows = rows.join(_conflicting_transcripts(rows), on="_tid", how="left")
     bad_subtype = pl.any_horizontal(
         [~absent(c) & ~col(c).is_in(list(m)).fill_null(False) for c, m in SUBTYPES.values()] if full else [pl.lit(False)]
     )
     reason = (
         pl.when(col("_bad_utf8").is_not_null()).then(pl.lit("invalid_utf8"))
         .when(col("_tid").is_null() | col("_uid").is_null() | (col("_aid").is_null() if full else False)).then(pl.lit("bad_id"))
+        .when(col("_conflict").is_not_null()).then(pl.lit("conflicting_transcript_id"))
         .when(~(therapist | client).fill_null(False)).then(pl.lit("unknown_role"))
         .when((therapist & ~absent("client_talk_type"))
               | (client & ~pl.all_horizontal([absent(c) for c in ("main_therapist_behaviour", *subtype_columns)])))
@@ -184,6 +234,37 @@ def _check(rows: pl.DataFrame, full: bool) -> pl.DataFrame:
     good = col("_reason").is_null()
     rows = rows.with_columns(_first=col("_line").filter(good).first().over(key), _first_row=col("_row").filter(good).first().over(key))
     return rows.with_columns(_reason=pl.when(good & (col("_row") != col("_first_row"))).then(pl.lit("duplicate_row")).otherwise(col("_reason")))
+
+
+def _conflicting_transcripts(rows: pl.DataFrame) -> pl.DataFrame:
+    """_tid -> _conflict (what differs) for every transcript_id whose rows are not one transcript.
+
+    "Same transcript", from the data: in the real full CSV every (transcript_id, utterance_id) has exactly one
+    (interlocutor, utterance_text) across all its rows (11,330 rows, 9,699 keys; the 7 multi-annotator
+    transcripts repeat each utterance verbatim for all 10 annotators). So rows sharing a transcript_id are
+    one transcript (extra rows are further annotators, merged) only when each utterance_id reads the same,
+    same speaker and same text, in all of them. Otherwise the id names two transcripts (e.g. another
+    transcript's rows relabelled) and which rows belong to it cannot be told: all its rows are quarantined.
+    Annotators may cover different utterances (a partial annotation is not a conflict). Rows with invalid
+    UTF-8 are left out of the comparison (their text is lossy).
+    """
+    col = pl.col
+    usable = rows.filter(col("_tid").is_not_null() & col("_uid").is_not_null() & col("_bad_utf8").is_null())
+    texts = (
+        usable.group_by("_tid", "_uid")
+        .agg(col("interlocutor", "utterance_text", "_line", "_row").unique(maintain_order=True), _n=pl.struct("interlocutor", "utterance_text").n_unique())
+        .filter(col("_n") > 1)
+        .sort("_tid", "_uid")
+        .unique("_tid", keep="first", maintain_order=True)
+    )
+    found = {
+        tid: f"utterance_id {uid} differs between its rows: {[f'{w}: {t[:40]!r}' for w, t in zip(who, text)][:3]} "
+             f"(lines {sorted(x for x in lines if x is not None)[:3]})"
+        for tid, uid, who, text, lines in texts.select("_tid", "_uid", "interlocutor", "utterance_text", "_line").iter_rows()
+    }
+    return pl.DataFrame(
+        {"_tid": list(found), "_conflict": list(found.values())}, schema={"_tid": pl.Int64, "_conflict": pl.String}
+    )
 
 
 def _empty_texts(rows: pl.DataFrame) -> pl.Series:
@@ -210,6 +291,9 @@ _DETAILS = {
         f"{c}={r[c]!r}" for c, m in SUBTYPES.values() if r[c] not in (None, MISSING, *m)),
     "unknown_talk_type": lambda r: f"client_talk_type {r['client_talk_type']!r} not in {CLIENT_TALK}",
     "empty_utterance": lambda r: "utterance_text is empty after normalization",
+    "conflicting_transcript_id": lambda r: (
+        f"transcript_id {r['_tid']} names more than one transcript ({r['_conflict']}); its rows cannot be told apart, "
+        "so none is kept: fix the transcript_ids in the CSV"),
     "duplicate_row": lambda r: "repeats the (transcript_id, utterance_id{}) of {}".format(
         ", annotator_id" if "annotator_id" in r else "", f"line {r['_first']}" if r["_first"] is not None else f"row {r['_first_row']}"),
 }

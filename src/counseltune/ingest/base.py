@@ -66,6 +66,7 @@ class Ledger:
         self.merged: Counter[str] = Counter()
         self.rows: list[dict[str, Any]] = []
         self.notes: Counter[str] = Counter()  # non-record events worth reporting (same-speaker merges, ...)
+        self.salvaged_files: list[dict[str, Any]] = []  # multi-record files read only up to where they break off
 
     def seen(self, n: int = 1) -> None:
         self.records_in += n
@@ -128,10 +129,15 @@ def build_tables(source: str, fmt: str, parsed: list[ParsedDialog], ledger: Ledg
     dialog_rows: list[dict[str, Any]] = []
     turn_rows: list[dict[str, Any]] = []
     seen_keys: set[str] = set()
+    conflicts = _conflicting_keys(parsed)
     for dialog in parsed:
+        if dialog.key in conflicts:
+            reason, detail = "conflicting_duplicate_key", conflicts[dialog.key]
+            ledger.quarantine(dialog.file, dialog.record, reason, detail, dialog.raw, n=dialog.n_records)
+            continue
         turns, problem = _apply_policies(dialog, ledger, opts)
         if problem is None and dialog.key in seen_keys:
-            problem = ("duplicate_key", f"key {dialog.key!r} appears twice in the source")
+            problem = ("duplicate_key", f"key {dialog.key!r} appears twice in the source (an identical copy)")
         if problem is not None:
             reason, detail = problem
             ledger.quarantine(dialog.file, dialog.record, reason, detail, dialog.raw, n=dialog.n_records)
@@ -164,7 +170,33 @@ def build_tables(source: str, fmt: str, parsed: list[ParsedDialog], ledger: Ledg
         "quarantine_reasons": dict(ledger.reasons().most_common()), "events": dict(sorted(ledger.notes.items())),
         "dialogs": dialogs.height, "turns": turns_df.height,
     }
+    if ledger.salvaged_files:
+        stats["truncated_files"] = ledger.salvaged_files
     return SourceTables(dialogs, turns_df, quarantine, stats)
+
+
+def _conflicting_keys(parsed: list[ParsedDialog]) -> dict[str, str]:
+    """key -> detail, for every key shared by dialogs with different content (topic, speakers, texts).
+
+    Identical copies keep the first (the rest are quarantined as duplicate_key); copies that differ cannot
+    be told apart — keeping the first would keep whichever came first — so all of them are quarantined.
+    """
+    by_key: dict[str, list[ParsedDialog]] = {}
+    for dialog in parsed:
+        by_key.setdefault(dialog.key, []).append(dialog)
+    conflicts = {}
+    for key, dialogs in by_key.items():
+        if len(dialogs) > 1 and len({_content(d) for d in dialogs}) > 1:
+            where = ", ".join(f"{d.file} record {d.record}" for d in dialogs[:5])
+            conflicts[key] = (
+                f"key {key!r} names {len(dialogs)} different dialogs ({where}); which one it is cannot be told, "
+                "so none is kept: give each its own id in the raw data"
+            )
+    return conflicts
+
+
+def _content(dialog: ParsedDialog) -> tuple:
+    return dialog.topic, tuple((t.role, t.text) for t in dialog.turns)
 
 
 def _apply_policies(dialog: ParsedDialog, ledger: Ledger, opts: IngestOptions):
@@ -226,30 +258,6 @@ def decode_utf8(data: bytes) -> tuple[str | None, str, str]:
     except UnicodeDecodeError as err:
         escaped = data[bom:].decode("utf-8", errors="backslashreplace")
         return None, escaped, f"invalid UTF-8 at byte {err.start + bom}"
-
-
-def load_json_array(path: Path, file: str, ledger: Ledger) -> list[Any] | None:
-    """The file's top-level JSON array, or None after quarantining the whole file as one record.
-
-    A file that cannot be parsed counts as one record: its elements cannot be counted.
-    """
-    text, escaped, error = decode_utf8(path.read_bytes())
-    if text is None:
-        ledger.seen()
-        ledger.quarantine(file, "*", "invalid_utf8", f"{file} is not valid UTF-8 ({error})", escaped)
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        ledger.seen()
-        detail = f"{file} is not valid JSON (truncated?): {err.msg} at line {err.lineno}, column {err.colno}"
-        ledger.quarantine(file, "*", "invalid_json", detail, text)
-        return None
-    if not isinstance(data, list):
-        ledger.seen()
-        ledger.quarantine(file, "*", "top_level_not_array", f"{file}: top level is {type(data).__name__}, not a JSON array", text)
-        return None
-    return data
 
 
 def relative(path: Path, root: Path) -> str:

@@ -6,20 +6,22 @@ import re
 from pathlib import Path
 
 from counseltune.ingest.base import IngestError, Ledger, ParsedDialog, ParsedTurn, decode_utf8, relative
+from counseltune.ingest.files import is_data_file, read_bytes
+from counseltune.ingest.speakers import SpeakerGrammar, line_endings, split_lines
 
 UNIT = "file"
 LANGUAGE = "zh"
 
 _FILE_NAME = re.compile(r"case_(\d+)\.txt")
-# Only these two names start an utterance. Lines such as `来访者（姚先生）：` or `妈妈：` occur inside
-# role-plays and continue the current utterance; the ASCII colon and leading blanks are tolerated.
-_SPEAKER = re.compile(r"\s*(来访者|心理咨询师)[：:]")
-_ROLES = {"来访者": "client", "心理咨询师": "counselor"}
+# Only these two words start an utterance (with the variants speakers.py accepts: `来访者（姚先生）：`,
+# `来访者1：`, spaces around any colon). Lines such as `妈妈：` occur inside role-plays and continue the
+# current utterance; a near miss (`来访着：`, `来访者;`) quarantines the file.
+GRAMMAR = SpeakerGrammar({"来访者": "client", "心理咨询师": "counselor"})
 
 
 def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
     """Read every `case_<N>.txt` directly under `root`, in numeric case order; other files are ignored."""
-    files = _case_files(root)
+    files = _case_files(root, ledger.source)
     dialogs = []
     for number, path in files:
         ledger.seen()
@@ -29,7 +31,7 @@ def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
     return dialogs
 
 
-def _case_files(root: Path) -> list[tuple[int, Path]]:
+def _case_files(root: Path, source: str) -> list[tuple[int, Path]]:
     if not root.is_dir():
         raise IngestError(
             f"CPsyCounD: {root} is not a directory; expected the folder holding the case_<N>.txt files "
@@ -38,7 +40,7 @@ def _case_files(root: Path) -> list[tuple[int, Path]]:
     files = []
     for path in root.iterdir():
         match = _FILE_NAME.fullmatch(path.name)
-        if match and path.is_file():
+        if match and is_data_file(path, source):
             files.append((int(match.group(1)), path))
     if not files:
         raise IngestError(
@@ -52,7 +54,7 @@ def _case_files(root: Path) -> list[tuple[int, Path]]:
 
 def _read_file(path: Path, rel: str, number: int, ledger: Ledger) -> ParsedDialog | None:
     """One file -> ParsedDialog, or None after quarantining the file with the reason."""
-    text, escaped, error = decode_utf8(path.read_bytes())
+    text, escaped, error = decode_utf8(read_bytes(path, ledger.source))
     if text is None:
         ledger.quarantine(rel, "-", "invalid_utf8", f"{rel} is not valid UTF-8 ({error})", escaped)
         return None
@@ -62,11 +64,17 @@ def _read_file(path: Path, rel: str, number: int, ledger: Ledger) -> ParsedDialo
 
     utterances: list[tuple[str, int, list[str]]] = []  # (role, first line, lines of text)
     stray_line = 0  # first line with text before any speaker prefix
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
-        match = _SPEAKER.match(line)
-        if match:
-            utterances.append((_ROLES[match.group(1)], line_no, [line[match.end():]]))
+    for line_no, line in enumerate(split_lines(text), start=1):
+        kind = GRAMMAR.classify(line)
+        if kind.kind == "prefix":
+            utterances.append((kind.role, line_no, [kind.text]))
+        elif kind.kind == "near_miss":
+            ledger.quarantine(
+                rel, str(line_no), "unparsed_speaker_prefix",
+                f"{rel}:{line_no}: {kind.why}; expected {GRAMMAR.expected} at the start of the line "
+                "(fix the line: it would otherwise join the other speaker's utterance)", text,
+            )
+            return None
         elif not line.strip():
             continue  # blank lines separate utterances
         elif utterances:
@@ -89,13 +97,6 @@ def _read_file(path: Path, rel: str, number: int, ledger: Ledger) -> ParsedDialo
         return None
     return ParsedDialog(
         key=f"case_{number}", file=rel, record="-", turns=turns, raw=text, n_records=1, topic=None,
-        meta={"case": number, "file_line_endings": _line_endings(text)},
+        meta={"case": number, "file_line_endings": line_endings(text)},
     )
 
-
-def _line_endings(text: str) -> str:
-    crlf = text.count("\r\n")
-    lf = text.count("\n") - crlf
-    if crlf and lf:
-        return "mixed"
-    return "crlf" if crlf else "lf" if lf else "none"

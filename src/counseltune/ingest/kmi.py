@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from pathlib import Path
 from typing import Any
 
-from counseltune.ingest.base import IngestError, Ledger, ParsedDialog, ParsedTurn, load_json_array, relative
+from counseltune.ingest.base import IngestError, Ledger, ParsedDialog, ParsedTurn, relative
+from counseltune.ingest.files import is_data_file, read_json_array
 
 UNIT = "record"
 LANGUAGE = "ko"
@@ -33,7 +33,10 @@ class _Reject(Exception):
     """One record cannot become a dialog: (reason, detail)."""
 
 
-def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
+MULTI_RECORD_FILES = True  # a file that breaks off part-way fails the source unless on_truncated_file: salvage
+
+
+def read(root: Path, ledger: Ledger, options: dict, on_truncated_file: str = "fail") -> list[ParsedDialog]:
     """Read every KMI_*.json under `root`; options['text_language'] ('ko' | 'en') picks the utterance field."""
     language = options.get("text_language", "ko")
     if language not in TEXT_FIELDS:
@@ -44,14 +47,13 @@ def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
     dialogs: list[ParsedDialog] = []
     for path in _files(root, ledger.source):
         file = relative(path, root)
-        records = load_json_array(path, file, ledger)
-        for index, record in enumerate(records or []):
+        for raw in read_json_array(path, file, ledger, on_truncated_file):
             ledger.seen()
             try:
-                dialogs.append(_dialog(record, index, file, TEXT_FIELDS[language], ledger))
+                dialogs.append(_dialog(raw.value, raw.index, file, TEXT_FIELDS[language], ledger, raw.raw))
             except _Reject as reject:
                 reason, detail = reject.args
-                ledger.quarantine(file, str(index), reason, f"{file} record {index}: {detail}", _dump(record))
+                ledger.quarantine(file, str(raw.index), reason, f"{file} record {raw.index}: {detail}", raw.raw)
     return dialogs
 
 
@@ -61,13 +63,14 @@ def _files(root: Path, source: str) -> list[Path]:
     fix = f"fix sources.{source}.path in params.yaml"
     if not root.is_dir():
         raise IngestError(f"ingest[{source}]: source directory {root} does not exist; expected {expected} there ({fix})")
-    found = sorted(root.glob(PATTERN), key=lambda p: unicodedata.normalize("NFC", p.name))
+    # A KMI_*.json link that cannot be followed (a loop) is an error here, not a file silently skipped.
+    found = sorted((p for p in root.glob(PATTERN) if is_data_file(p, source)), key=lambda p: unicodedata.normalize("NFC", p.name))
     if not found:
         raise IngestError(f"ingest[{source}]: no {expected} in {root} ({fix})")
     return found
 
 
-def _dialog(record: Any, index: int, file: str, text_field: str, ledger: Ledger) -> ParsedDialog:
+def _dialog(record: Any, index: int, file: str, text_field: str, ledger: Ledger, raw: str) -> ParsedDialog:
     """One ParsedDialog from one raw KMI record; raises _Reject naming what is wrong."""
     if not isinstance(record, dict) or not isinstance(record.get("dialogue"), list):
         raise _Reject("missing_dialogue", "not an object with a 'dialogue' list")
@@ -85,7 +88,7 @@ def _dialog(record: Any, index: int, file: str, text_field: str, ledger: Ledger)
     if unlabelled:  # kept uncoded: KMI labels every therapist turn, so this is worth seeing in the stats
         ledger.note("therapist_turns_without_label", unlabelled)
     return ParsedDialog(
-        key=f"{category}/{ident}", file=file, record=str(index), turns=turns, raw=_dump(record),
+        key=f"{category}/{ident}", file=file, record=str(index), turns=turns, raw=raw,
         topic=category, method="MI", meta=meta,
     )
 
@@ -116,6 +119,3 @@ def _turn(utterance: Any, i: int, location: str, text_field: str) -> ParsedTurn:
         raise _Reject("unknown_label", f"turn {i} ({role}) has unknown label {label!r}")
     return turn
 
-
-def _dump(record: Any) -> str:
-    return json.dumps(record, ensure_ascii=False)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from counseltune.ingest.base import IngestError, Ledger, ParsedDialog, ParsedTurn, load_json_array, relative
+from counseltune.ingest.base import IngestError, Ledger, ParsedDialog, ParsedTurn, relative
+from counseltune.ingest.files import JsonRecord, is_data_file, read_json_array
 
 UNIT = "record"
 LANGUAGE = "zh"
@@ -18,15 +19,16 @@ ROLES = {"user": "client", "assistant": "counselor"}
 SPLIT_MARK = "single_turn_split"
 
 
-def read(root: Path, ledger: Ledger, options: dict) -> list[ParsedDialog]:
+MULTI_RECORD_FILES = True  # a file that breaks off part-way fails the source unless on_truncated_file: salvage
+
+
+def read(root: Path, ledger: Ledger, options: dict, on_truncated_file: str = "fail") -> list[ParsedDialog]:
     """Read the PsyDTCorpus files under `root` (all of them, or options['files'])."""
     dialogs: list[ParsedDialog] = []
     for path in _files(Path(root), ledger.source, options.get("files")):
         file = relative(path, Path(root))
-        records = load_json_array(path, file, ledger)
-        if records is None:
-            continue
-        samples = [s for s in (_sample(r, i, file, ledger) for i, r in enumerate(records)) if s is not None]
+        records = read_json_array(path, file, ledger, on_truncated_file)
+        samples = [s for s in (_sample(r, file, ledger) for r in records) if s is not None]
         stem = Path(file).stem
         if SPLIT_MARK in stem:
             dialogs.extend(_reassemble(samples, stem, ledger))
@@ -43,6 +45,7 @@ class _Sample:
     system_prompt: str | None
     messages: tuple[tuple[str, str], ...]  # (role, content) of the conversation, system message excluded
     offset: int  # index of the first conversation message in the raw list (1 after a system prompt)
+    raw: str  # the record's text as in the file
 
     @property
     def key_part(self) -> str:
@@ -57,7 +60,7 @@ def _files(root: Path, source: str, wanted: Any) -> list[Path]:
     fix = f"fix sources.{source}.path in params.yaml"
     if not root.is_dir():
         raise IngestError(f"ingest[{source}]: source directory {root} does not exist; expected {EXPECTED} there ({fix})")
-    listing = {unicodedata.normalize("NFC", p.name): p for p in root.iterdir() if p.is_file()}
+    listing = {unicodedata.normalize("NFC", p.name): p for p in root.iterdir() if _candidate(p, source)}
     if wanted:
         names = [wanted] if isinstance(wanted, str) else list(wanted)
         missing = [n for n in names if unicodedata.normalize("NFC", n) not in listing]
@@ -76,16 +79,24 @@ def _files(root: Path, source: str, wanted: Any) -> list[Path]:
     return found
 
 
-def _sample(record: Any, index: int, file: str, ledger: Ledger) -> _Sample | None:
+def _candidate(path: Path, source: str) -> bool:
+    """A file the reader may read; a .json link that cannot be followed (a loop) is an error, not skipped."""
+    if path.name.lower().endswith(".json"):
+        return is_data_file(path, source)
+    return path.is_file()
+
+
+def _sample(raw: JsonRecord, file: str, ledger: Ledger) -> _Sample | None:
     """Check one raw sample; quarantine it (and return None) when it cannot be a dialog."""
     ledger.seen()
+    index, record = raw.index, raw.value
     problem, system_prompt, messages = _check(record)
     if problem is not None:
         reason, detail = problem
-        ledger.quarantine(file, str(index), reason, f"{file} record {index}: {detail}", _dump(record))
+        ledger.quarantine(file, str(index), reason, f"{file} record {index}: {detail}", raw.raw)
         return None
     offset = 1 if system_prompt is not None else 0
-    return _Sample(index, file, record, system_prompt, messages, offset)
+    return _Sample(index, file, record, system_prompt, messages, offset, raw.raw)
 
 
 def _check(record: Any):
@@ -166,7 +177,7 @@ def _dialog(sample: _Sample, stem: str, kind: str, members: list[_Sample] | None
     ]
     return ParsedDialog(
         key=f"{stem}/{sample.key_part}", file=sample.file, record=str(sample.index), turns=turns,
-        raw=_dump(record), topic=tag if isinstance(tag, str) and tag.strip() else None, meta=meta,
+        raw=sample.raw, topic=tag if isinstance(tag, str) and tag.strip() else None, meta=meta,
     )
 
 

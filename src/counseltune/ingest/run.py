@@ -44,7 +44,11 @@ def read_source(params: dict[str, Any], source: str, raw_dir: Path) -> SourceTab
         empty_utterance=policies["empty_utterance"], method=spec.get("method"), extra=spec.get("options", {}),
     )
     ledger = Ledger(source, reader.UNIT)
-    parsed = reader.read(Path(raw_dir), ledger, options.extra)
+    # Only readers of multi-record files have a file that can break off part-way with records still in it.
+    file_policy = {}
+    if getattr(reader, "MULTI_RECORD_FILES", False):
+        file_policy["on_truncated_file"] = policies.get("on_truncated_file", "fail")
+    parsed = reader.read(Path(raw_dir), ledger, options.extra, **file_policy)
     return build_tables(source, spec["format"], parsed, ledger, options)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +32,7 @@ class CodeTree:
         self.cli = self.src / "cli.py"
         self._trees: dict[Path, ast.Module] = {}
         self._closures: dict[frozenset[str], frozenset[str]] = {}
+        self._imports: dict[str, set[str]] = {}
 
     def stage_code(self, command: str, *extra_modules: str) -> list[str]:
         """Repo-relative paths of the files `counseltune <command>` runs (extra_modules: ones it imports by name at
@@ -75,9 +77,32 @@ class CodeTree:
                 seen.add(name)
                 parts = name.split(".")
                 todo += [".".join(parts[:i]) for i in range(1, len(parts))]
-                todo += [m for m in self.imports_in(self.tree(self.module_file(name)), name) if m not in seen]
+                todo += [m for m in self.module_imports(name) if m not in seen]
             self._closures[modules] = frozenset(seen)
         return self._closures[modules]
+
+    def module_imports(self, name: str) -> set[str]:
+        """Our modules that module `name` imports anywhere in its text (a scan, not a parse: Snakemake does this at
+        every start, also inside each cluster job, so it must cost milliseconds; a match inside a string can only
+        add a dependency, never lose one)."""
+        if name not in self._imports:
+            text = self.module_file(name).read_text(encoding="utf-8")
+            package = name if self.module_file(name).name == "__init__.py" else name.rpartition(".")[0]
+            found = set(_BY_NAME.findall(text))
+            for modules in _IMPORT.findall(text):
+                found |= {m.split(" as ")[0].strip() for m in modules.split(",")}
+            for base, names in _FROM_IMPORT.findall(text):
+                if base.startswith("."):  # relative: from . import x / from ..a import b
+                    level = len(base) - len(base.lstrip("."))
+                    anchor = package.split(".")[: len(package.split(".")) - (level - 1)]
+                    base = ".".join(anchor + ([base.lstrip(".")] if base.lstrip(".") else []))
+                found.add(base)
+                for item in names.strip("()").replace("\\", " ").split(","):
+                    item = item.split("#")[0].split(" as ")[0].strip()
+                    if item and self.exists(f"{base}.{item}"):
+                        found.add(f"{base}.{item}")
+            self._imports[name] = {m for m in found if _is_ours(m)}
+        return self._imports[name]
 
     def module_file(self, name: str) -> Path:
         parts = name.split(".")
@@ -146,7 +171,7 @@ class CodeTree:
         of a per-item stage (one ingest format per source) that DVC can only declare for every item alike."""
         files: set[str] = set()
         for candidate in self.repo.glob(pattern):
-            imported = self.imports_in(self.tree(candidate), self.module_name(candidate))
+            imported = self.module_imports(self.module_name(candidate))
             files |= {self.relative(self.module_file(m)) for m in self.closure(frozenset(imported))}
         return files
 
@@ -203,6 +228,11 @@ def command_of(cmd: str) -> str:
     if len(words) < 2 or words[0] != PACKAGE:
         raise ValueError(f"not a `{PACKAGE} <command>` call: {cmd}")
     return words[1]
+
+
+_IMPORT = re.compile(r"^[ \t]*import[ \t]+([\w., \t]+)", re.MULTILINE)
+_FROM_IMPORT = re.compile(r"^[ \t]*from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n]*)", re.MULTILINE)
+_BY_NAME = re.compile(r"(?:import_module|files)\(\s*[\"'](counseltune[\w.]*)[\"']")
 
 
 def _is_ours(name: str) -> bool:

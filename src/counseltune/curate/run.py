@@ -16,6 +16,10 @@ from counseltune.tables.io import read_table
 from counseltune.tables.staged import StagedOutputs
 
 
+class CurateError(CounseltuneError, ValueError):
+    """Curation would write tables nobody can use (every dialog dropped); the message names the drop reasons."""
+
+
 def curate(params: dict[str, Any], interim_dir: Path, out_dir: Path, stats_path: Path) -> dict[str, Any]:
     """Merge the run's sources, drop filtered and duplicate dialogs (quarantined, never lost), split, write."""
     sources = list(params["sources"])
@@ -50,10 +54,6 @@ def curate(params: dict[str, Any], interim_dir: Path, out_dir: Path, stats_path:
         out.table(out_dir / "quarantine.parquet", quarantine, Quarantine)
         out.json(stats_path, stats)
     return stats
-
-
-class CurateError(CounseltuneError, ValueError):
-    """Curation would write tables nobody can use (every dialog dropped); the message names the drop reasons."""
 
 
 def _duplicates(dialogs: pl.DataFrame, turns: pl.DataFrame, dedupe: dict[str, Any]) -> pl.DataFrame:

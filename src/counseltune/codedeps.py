@@ -11,6 +11,7 @@ against it by the tests, so neither engine can miss a file a stage imports.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import re
 import tomllib
@@ -33,14 +34,19 @@ class CodeTree:
         self._trees: dict[Path, ast.Module] = {}
         self._closures: dict[frozenset[str], frozenset[str]] = {}
         self._imports: dict[str, set[str]] = {}
+        self._files: dict[str, Path] = {}
 
     def stage_code(self, command: str, *extra_modules: str) -> list[str]:
         """Repo-relative paths of the files `counseltune <command>` runs (extra_modules: ones it imports by name at
         run time, e.g. the ingest format chosen by params)."""
-        modules = set(self.module_level_imports(self.cli)) | set(self.handler_imports(command)) | set(extra_modules)
+        modules = set(self._cli_imports) | set(self.handler_imports(command)) | set(extra_modules)
         files = {self.cli} | {self.module_file(m) for m in self.closure(frozenset(modules))}
         files |= {data for package in self.packages_of(files) for data in self.package_data(package)}
         return sorted(self.relative(f) for f in files)
+
+    @functools.cached_property
+    def _commands(self) -> dict[str, str]:
+        return self.stage_commands()
 
     def stage_commands(self) -> dict[str, str]:
         """CLI command -> name of its handler in cli.py (from the `_stage(sub, "<command>", ..., handler)` calls)."""
@@ -53,11 +59,15 @@ class CodeTree:
         return out
 
     def handler_imports(self, command: str) -> list[str]:
-        handler = self.stage_commands().get(command)
+        handler = self._commands.get(command)
         if handler is None:
             raise KeyError(f"cli.py has no stage command {command!r}")
         function = next(n for n in self.tree(self.cli).body if isinstance(n, ast.FunctionDef) and n.name == handler)
         return sorted(self.imports_in(function, f"{PACKAGE}.cli"))
+
+    @functools.cached_property
+    def _cli_imports(self) -> list[str]:
+        return self.module_level_imports(self.cli)
 
     def module_level_imports(self, path: Path) -> list[str]:
         tree = self.tree(path)
@@ -105,6 +115,11 @@ class CodeTree:
         return self._imports[name]
 
     def module_file(self, name: str) -> Path:
+        if name not in self._files:
+            self._files[name] = self._module_file(name)
+        return self._files[name]
+
+    def _module_file(self, name: str) -> Path:
         parts = name.split(".")
         base = self.schemas.joinpath(*parts[2:]) if parts[:2] == [PACKAGE, "schemas"] else self.src.joinpath(*parts[1:])
         return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
@@ -154,7 +169,8 @@ class CodeTree:
         return self._trees[path]
 
     def relative(self, path: Path) -> str:
-        return Path(path).resolve().relative_to(self.repo).as_posix()
+        path = Path(path)
+        return (path if path.is_absolute() else path.resolve()).relative_to(self.repo).as_posix()
 
     # -- dvc.yaml: its code deps written from the same computation -------------------------------------------
 

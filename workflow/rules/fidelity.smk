@@ -1,19 +1,10 @@
 # Counseling fidelity: an embedded MITI coder trained and validated on AnnoMI (one job), then per model the
 # coder, the LLM judge, simulated CTRS sessions and the crisis probes on its predictions and its adapter.
 
-CODER_CODE = SHARED_CODE + code(f"{PKG}/fidelity", f"{PKG}/text.py", f"{PKG}/ingest/__init__.py",
-                                f"{PKG}/ingest/base.py", f"{PKG}/ingest/run.py", f"{PKG}/ingest/annomi.py")
-# The model stage also runs the LLM client (local models through predict's generation) and evaluate's stats.
-FIDELITY_CODE = CODER_CODE + code(f"{PKG}/llm", f"{PKG}/predict.py", f"{PKG}/evaluate/__init__.py",
-                                  f"{PKG}/evaluate/stats.py")
-# The judge on held-out human-coded transcripts: the judge's code and the LLM client, no corpus parsing.
-JUDGE_VALIDATION_CODE = SHARED_CODE + code(f"{PKG}/fidelity", f"{PKG}/llm", f"{PKG}/predict.py")
-
-
 rule miti_coder:
     input:
         raw=annomi_files,
-        code=CODER_CODE,
+        code=stage_code("miti-coder"),
     output:
         coder="models/miti_coder/coder.joblib",
         reference="data/fidelity/reference.parquet",
@@ -36,7 +27,7 @@ rule judge_validation:
     input:
         held_out=["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"],
         local_llm=f"models/base/{LOCAL_LLM}",
-        code=JUDGE_VALIDATION_CODE,
+        code=stage_code("judge-validation"),
     output:
         codes="data/judge_validation/codes.parquet",
         metrics="metrics/judge_validation.json",
@@ -62,7 +53,7 @@ rule fidelity:
         base="models/base/{model}",
         adapter="models/adapters/{model}",
         local_llm=f"models/base/{LOCAL_LLM}",
-        code=FIDELITY_CODE,
+        code=stage_code("fidelity"),
     output:
         tables=directory("data/fidelity/{model}"),
         metrics="metrics/fidelity/{model}.json",

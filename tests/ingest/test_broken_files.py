@@ -183,7 +183,8 @@ def loop(path: Path) -> Path:
     (psydtcorpus, lambda root: loop(root / "x_train.json")),
     (cpsycound, lambda root: (root / "case_1.txt").write_text("来访者：你好。\n", encoding="utf-8") and loop(root / "case_2.txt")),
     (cpsycoune, lambda root: (root / "Career").mkdir() or loop(root / "Career" / "1.json")),
-], ids=["kmi", "psydtcorpus", "cpsycound", "cpsycoune"])
+    (cpsycoune, lambda root: (root / "Career").mkdir() or loop(root / "Education")),  # a topic folder
+], ids=["kmi", "psydtcorpus", "cpsycound", "cpsycoune", "cpsycoune_folder"])
 def test_symlink_loop_in_a_source_folder_is_one_clear_error(tmp_path, reader, make):
     link = make(tmp_path)
     with pytest.raises(IngestError) as err:

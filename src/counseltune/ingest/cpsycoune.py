@@ -43,6 +43,8 @@ def _case_files(root: Path, source: str) -> list[tuple[str, int, Path]]:
         )
     files = []
     for folder in root.iterdir():
+        if folder.is_symlink():
+            is_data_file(folder, source)  # a topic folder link that cannot be followed (a loop) fails here, not skipped
         if not folder.is_dir():
             continue  # SOURCE.md and the like
         for path in folder.iterdir():

@@ -124,3 +124,11 @@ def test_judge_validation_without_the_held_out_tables_says_which_stage_to_run(tm
                      "--metrics", str(tmp_path / "v.json"), cwd=repo)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "held_out/dialogs.parquet: run the stage that writes it first" in result.stderr
+
+
+def test_an_undeclared_source_is_one_line_and_makes_no_folder(tmp_path, repo):
+    result = run_cli("ingest", "--source", "nope", "--raw", "data/sample/KMI_prerelease", "--out-dir",
+                     str(tmp_path / "o"), "--stats", str(tmp_path / "s.json"), cwd=repo)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("counseltune ingest: error: source 'nope' is not declared under sources:")
+    assert not (tmp_path / "o").exists()

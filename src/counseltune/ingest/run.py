@@ -21,10 +21,11 @@ def ingest_source(params: dict[str, Any], source: str, raw_dir: Path, out_dir: P
     The tables and the stats appear together or not at all (tables.staged): a killed ingest leaves the last
     complete set. Entering StagedOutputs first makes an --out-dir that cannot be written fail before the read.
     """
+    policies = source_policies(params, source)  # an undeclared --source fails here, before any folder is made
     with StagedOutputs([*(out_dir / t for t in TABLES), stats_path]) as out:
         tables = read_source(params, source, raw_dir)
         check_not_empty(tables, source, raw_dir, params["sources"][source]["format"])
-        check_quarantine_share(tables, source, source_policies(params, source)["max_quarantine_share"])
+        check_quarantine_share(tables, source, policies["max_quarantine_share"])
         # build_tables has just validated all three frames against these models
         out.table(out_dir / "dialogs.parquet", tables.dialogs, Dialogs, validated=True)
         out.table(out_dir / "turns.parquet", tables.turns, Turns, validated=True)

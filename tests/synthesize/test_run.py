@@ -7,6 +7,7 @@ import json
 
 import polars as pl
 import pytest
+from counseltune.config import ParamsError
 from counseltune.schemas.tables import CuratedDialogs, Quarantine, Turns
 
 from counseltune.synthesize.generate import GenerationError
@@ -124,7 +125,7 @@ def test_planner_file_is_used_when_given(processed, tmp_path):
 
 
 def test_unknown_generator_and_settings_are_refused(processed, tmp_path):
-    with pytest.raises(KeyError, match="no 'mi_magic'"):
+    with pytest.raises(ParamsError, match="no 'mi_magic'"):  # a CounseltuneError: one line from the CLI
         synthesize(PARAMS, "mi_magic", processed, tmp_path, ScriptedClient())
     params = copy.deepcopy(PARAMS)
     params["synthesize"]["generators"]["mi_plain"]["temprature"] = 0.1

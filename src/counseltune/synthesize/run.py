@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from counseltune.config import ParamsError
 from counseltune.llm.types import Client
 from counseltune.schemas.tables import CuratedDialogs, Quarantine, Turns
 from counseltune.synthesize import records
@@ -51,7 +52,8 @@ def synthesize(params: dict[str, Any], generator: str, processed_dir: Path, out_
     """
     cfg = params["synthesize"]
     if generator not in cfg.get("generators", {}):
-        raise KeyError(f"synthesize.generators has no {generator!r} entry (have {sorted(cfg.get('generators', {}))})")
+        raise ParamsError(f"synthesize.generators has no {generator!r} entry (have "
+                          f"{sorted(cfg.get('generators', {}))}): pass one of those, or add it in params.yaml")
     spec = cfg["generators"][generator]
     settings = Settings.from_params({k: v for k, v in spec.items() if k not in RUN_KEYS})
     filter_cfg = FilterConfig.from_params({**cfg.get("filters", {}), **spec.get("filters", {})})

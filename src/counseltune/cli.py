@@ -213,6 +213,15 @@ def _stage(sub, name: str, summary: str, run, details: str = "") -> argparse.Arg
     return p
 
 
+def _stage_params(args):
+    """The params this stage declares, as a read-only view: reading any other key raises at once
+    (counseltune/stage_params.py), so a stage cannot depend on a key its rule and DVC stage do not track."""
+    from counseltune.stage_params import stage_view
+
+    job = {key: getattr(args, key) for key in ("model", "source", "generator") if getattr(args, key, None) is not None}
+    return stage_view(load_params(args.params), args.stage, **job)
+
+
 def _check_params(args) -> int:
     load_params(args.params)
     print(f"{args.params}: valid")
@@ -222,7 +231,7 @@ def _check_params(args) -> int:
 def _ingest(args) -> int:
     from counseltune.ingest.run import ingest_source
 
-    stats = ingest_source(load_params(args.params), args.source, args.raw, args.out_dir, args.stats)
+    stats = ingest_source(_stage_params(args), args.source, args.raw, args.out_dir, args.stats)
     print(
         f"ingest[{args.source}]: {stats.stats['records_in']} {stats.stats['unit']}s -> {stats.stats['dialogs']} dialogs, "
         f"{stats.stats['turns']} turns, {stats.stats['quarantined']} quarantined, merged {stats.stats['merged']}"
@@ -233,7 +242,7 @@ def _ingest(args) -> int:
 def _curate(args) -> int:
     from counseltune.curate.run import curate
 
-    stats = curate(load_params(args.params), args.interim_dir, args.out_dir, args.stats)
+    stats = curate(_stage_params(args), args.interim_dir, args.out_dir, args.stats)
     print(f"curate: {stats['dialogs_in']} dialogs -> {stats['dialogs_kept']} kept; dropped {stats['dropped']}; splits {stats['per_split']}")
     return 0
 
@@ -241,7 +250,7 @@ def _curate(args) -> int:
 def _report_data(args) -> int:
     from counseltune.report.data_report import write_data_report
 
-    write_data_report(load_params(args.params), args.ingest_stats, args.processed_dir, args.out, args.figures)
+    write_data_report(_stage_params(args), args.ingest_stats, args.processed_dir, args.out, args.figures)
     print(f"report-data: wrote {args.out}")
     return 0
 
@@ -250,14 +259,14 @@ def _base_model(args) -> int:
     from counseltune.config import model_params
     from counseltune.models.base import prepare_base_model
 
-    prepare_base_model(args.model, model_params(load_params(args.params), args.model), args.out)
+    prepare_base_model(args.model, model_params(_stage_params(args), args.model), args.out)
     return 0
 
 
 def _plan_behaviors(args) -> int:
     from counseltune.synthesize.run import fit_planner_file
 
-    fitted = fit_planner_file(load_params(args.params), args.processed, args.out)
+    fitted = fit_planner_file(_stage_params(args), args.processed, args.out)
     print(f"plan-behaviors: {len(fitted['codes'])} codes -> {args.out}")
     return 0
 
@@ -267,7 +276,7 @@ def _synthesize(args) -> int:
     from counseltune.llm import make_client, summary
     from counseltune.synthesize.run import synthesize
 
-    params = load_params(args.params)
+    params = _stage_params(args)
     client = make_client(llm_client_config(params))
     stats = synthesize(params, args.generator, args.processed, args.out_dir, client, planner_path=args.planner,
                        metrics_path=args.stats)
@@ -280,7 +289,7 @@ def _synthesize(args) -> int:
 def _sft_data(args) -> int:
     from counseltune.train.sft_data import build_sft_data
 
-    build_sft_data(load_params(args.params), args.model, args.base, args.processed, args.out, args.stats,
+    build_sft_data(_stage_params(args), args.model, args.base, args.processed, args.out, args.stats,
                    synthetic_dir=args.synthetic)
     return 0
 
@@ -290,7 +299,7 @@ def _finetune(args) -> int:
     from counseltune.train import launch
     from counseltune.train.finetune import finetune, mixed_precision
 
-    params = load_params(args.params)
+    params = _stage_params(args)
     mp = model_params(params, args.model)
     dist = launch.distributed(mp)
     if dist["strategy"] != "single" and not launch.under_launcher():
@@ -311,7 +320,7 @@ def _predict(args) -> int:
 
     if args.variant == "finetuned" and args.adapter is None:
         raise ParamsError("predict --variant finetuned needs --adapter models/adapters/<model>")
-    stats = predict(load_params(args.params), args.model, args.variant, args.base, args.adapter, args.processed, args.out)
+    stats = predict(_stage_params(args), args.model, args.variant, args.base, args.adapter, args.processed, args.out)
     skipped = ", ".join(f"{k} {v}" for k, v in stats["skipped_by_reason"].items()) or "none"
     print(f"predict {args.model} ({args.variant}): {stats['items']} replies, {stats['tokens_generated']} new tokens "
           f"({stats['tokens_per_s']:.1f} tok/s), {stats['wall_s']:.1f} s in all; {stats['truncated_prompts']} prompts truncated to {stats['prompt_token_cap']} "
@@ -322,14 +331,14 @@ def _predict(args) -> int:
 def _evaluate(args) -> int:
     from counseltune.evaluate.run import evaluate_model
 
-    evaluate_model(load_params(args.params), args.model, args.predictions, args.scores, args.metrics)
+    evaluate_model(_stage_params(args), args.model, args.predictions, args.scores, args.metrics)
     return 0
 
 
 def _miti_coder(args) -> int:
     from counseltune.fidelity.coder_stage import run_coder_stage
 
-    stats = run_coder_stage(load_params(args.params), args.annomi, args.coder, args.reference, args.metrics,
+    stats = run_coder_stage(_stage_params(args), args.annomi, args.coder, args.reference, args.metrics,
                             held_out_dir=args.held_out)
     behavior = stats["validation"]["agreement"]["behavior"]
     print(f"miti-coder: held-out macro-F1 {behavior['macro_f1']:.3f}, kappa {behavior['kappa']:.3f} -> {args.coder}")
@@ -339,7 +348,7 @@ def _miti_coder(args) -> int:
 def _fidelity(args) -> int:
     from counseltune.fidelity.model_stage import run_model_fidelity
 
-    run_model_fidelity(load_params(args.params), args.model, args.predictions, args.processed, args.coder, args.base,
+    run_model_fidelity(_stage_params(args), args.model, args.predictions, args.processed, args.coder, args.base,
                        args.adapter, args.out_dir, args.metrics, coder_metrics=args.coder_metrics,
                        judge_validation=args.judge_validation)
     print(f"fidelity {args.model}: -> {args.metrics}")
@@ -349,7 +358,7 @@ def _fidelity(args) -> int:
 def _judge_validation(args) -> int:
     from counseltune.fidelity.judge_validation import run_judge_validation
 
-    stats = run_judge_validation(load_params(args.params), args.held_out, args.codes, args.metrics)
+    stats = run_judge_validation(_stage_params(args), args.held_out, args.codes, args.metrics)
     if not stats["measured"]:
         print(f"judge-validation: not measured ({stats['why']}) -> {args.metrics}")
     else:
@@ -366,7 +375,7 @@ def _kappa(value: float | None) -> str:
 def _report_model(args) -> int:
     from counseltune.report.model_report import write_model_report
 
-    write_model_report(load_params(args.params), args.model, args.train, args.live, args.sft, args.eval, args.scores,
+    write_model_report(_stage_params(args), args.model, args.train, args.live, args.sft, args.eval, args.scores,
                        args.out, fidelity=args.fidelity)
     return 0
 
@@ -374,7 +383,7 @@ def _report_model(args) -> int:
 def _report_compare(args) -> int:
     from counseltune.report.compare import write_comparison
 
-    write_comparison(load_params(args.params), args.eval_dir, args.scores_dir, args.out, params_path=args.params,
+    write_comparison(_stage_params(args), args.eval_dir, args.scores_dir, args.out, params_path=args.params,
                      fidelity_dir=args.fidelity_dir, coder_metrics=args.fidelity_dir / "coder.json",
                      fidelity_tables=args.fidelity_tables)
     return 0
@@ -395,7 +404,7 @@ def _code_deps(args) -> int:
     for line in drift:
         print(("rewrote " if args.write else "drift: ") + line)
     if not drift:
-        print("dvc.yaml: every stage's code deps are its import closure")
+        print("dvc.yaml: every stage's code deps are its import closure and its params its declared keys")
     return 1 if drift and not args.write else 0
 
 

@@ -197,9 +197,12 @@ class CodeTree:
         return sorted(set(self.stage_code("ingest")) | self.imports_of_any(f"src/{PACKAGE}/ingest/*.py") | {own})
 
     def sync_dvc_yaml(self, write: bool) -> list[str]:
-        """Compare (and with write=True, rewrite) every dvc.yaml stage's code deps with the computed ones; return a
-        line per stage that differed. Comments, data deps and key order are kept."""
+        """Compare (and with write=True, rewrite) every dvc.yaml stage's code deps with the computed ones, and its
+        params with counseltune/stage_params.py's declaration; return a line per difference. Comments, data deps
+        and key order are kept."""
         from ruamel.yaml import YAML
+
+        from counseltune.stage_params import dvc_params
 
         path = self.repo / "dvc.yaml"
         yaml_rt = YAML()
@@ -220,6 +223,13 @@ class CodeTree:
                     keep = [d for d in deps if not (isinstance(d, str) and d.startswith(CODE_PREFIXES) and "${" not in d)]
                     deps.clear()
                     deps.extend(keep + wanted)
+            declared = dvc_params(command_of(body["cmd"]))
+            if set(map(str, body.get("params", []))) != set(declared):
+                drift.append(f"{name}: params {list(body.get('params', []))} but the stage declares {declared}")
+                if write and declared:
+                    body["params"] = declared
+                elif write:
+                    body.pop("params", None)
         if write and drift:
             buffer = io.StringIO()
             yaml_rt.dump(document, buffer)

@@ -20,6 +20,7 @@ TABLES = ["dialogs.parquet", "turns.parquet", "quarantine.parquet"]
 # cli.py plus the import closure of what the stage's command imports. dvc.yaml holds the same lists, written by
 # `counseltune code-deps --write` and checked by the tests.
 from counseltune.codedeps import CodeTree
+from counseltune.stage_params import declared_values
 
 CODE_TREE = CodeTree(workflow.basedir)
 
@@ -27,6 +28,15 @@ CODE_TREE = CodeTree(workflow.basedir)
 def stage_code(command, *extra_modules):
     """The source files `counseltune <command>` runs, as inputs: editing one re-runs exactly the stages that run it."""
     return CODE_TREE.stage_code(command, *extra_modules)
+
+
+def declared(command, **job):
+    """Rule params: the values of the params keys `counseltune <command>` declares (counseltune/stage_params.py,
+    the same table the CLI enforces and dvc.yaml's params lists are written from). job maps a key placeholder to
+    the wildcard that fills it, e.g. model="model"."""
+    if not job:
+        return declared_values(config, command)
+    return lambda wc: declared_values(config, command, **{key: wc[name] for key, name in job.items()})
 
 
 def ingest_code(wildcards):

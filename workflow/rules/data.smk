@@ -1,10 +1,14 @@
 # Data stages: ingest (one job per source), curate, data report. Thin wiring around `counseltune <stage>`.
+# group "data": under a cluster executor the whole data DAG (seconds of work in 6+ jobs) is one cluster job, so
+# it pays the scheduler's submit/poll latency once instead of once per level (benchmarks/RESULTS.md, bench_cluster);
+# a local run ignores groups.
 
 DATA_REPORT = ["data/processed/report.md", "data/processed/report.html",
                "data/processed/figures/turns_per_dialog.png", "data/processed/figures/utterance_length.png"]
 
 
 rule ingest:
+    group: "data"
     input:
         raw=raw_files,
         code=ingest_code,
@@ -12,9 +16,8 @@ rule ingest:
         expand("data/interim/{{source}}/{table}", table=TABLES),
         stats="metrics/ingest/{source}.json",
     params:
+        declared=declared("ingest", source="source"),  # the keys the stage reads (stage_params.py): a change re-runs it
         raw=lambda wc: config["sources"][wc.source]["path"],
-        source=lambda wc: config["sources"][wc.source],   # re-run when this source's params change
-        ingest=config["ingest"],
     log:
         "logs/ingest/{source}.log",
     shell:
@@ -23,6 +26,7 @@ rule ingest:
 
 
 rule curate:
+    group: "data"
     input:
         tables=expand("data/interim/{source}/{table}", source=SOURCES, table=TABLES),
         code=stage_code("curate"),
@@ -30,8 +34,7 @@ rule curate:
         expand("data/processed/{table}", table=TABLES),
         stats="metrics/curate.json",
     params:
-        sources=config["sources"],
-        curate=config["curate"],
+        declared=declared("curate"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/curate.log",
     shell:
@@ -39,6 +42,7 @@ rule curate:
 
 
 rule report_data:
+    group: "data"
     input:
         tables=expand("data/processed/{table}", table=TABLES),
         stats=expand("metrics/ingest/{source}.json", source=SOURCES),
@@ -46,8 +50,7 @@ rule report_data:
     output:
         DATA_REPORT,
     params:
-        sources=config["sources"],
-        curate=config["curate"],
+        declared=declared("report-data"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/report_data.log",
     shell:

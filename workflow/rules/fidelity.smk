@@ -11,10 +11,8 @@ rule miti_coder:
         held_out=["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"],
         metrics="metrics/fidelity/coder.json",
     params:
+        declared=declared("miti-coder"),  # the keys the stage reads (stage_params.py): a change re-runs it
         coder=config["fidelity"]["coder"],
-        bootstrap=config["fidelity"]["bootstrap_samples"],
-        seed=config["fidelity"]["seed"],
-        ingest=config["ingest"],
     log:
         "logs/miti_coder.log",
     shell:
@@ -32,9 +30,7 @@ rule judge_validation:
         codes="data/judge_validation/codes.parquet",
         metrics="metrics/judge_validation.json",
     params:
-        judge=config["fidelity"]["judge"],
-        validation=config["fidelity"]["judge_validation"],
-        llm=config["llm"],
+        declared=declared("judge-validation"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/judge_validation.log",
     shell:
@@ -58,14 +54,7 @@ rule fidelity:
         tables=directory("data/fidelity/{model}"),
         metrics="metrics/fidelity/{model}.json",
     params:
-        judge=config["fidelity"]["judge"],
-        simulate=config["fidelity"]["simulate"],
-        safety=config["fidelity"]["safety"],
-        bootstrap=config["fidelity"]["bootstrap_samples"],
-        seed=config["fidelity"]["seed"],
-        llm=config["llm"],
-        decode=lambda wc: model(wc)["decode"],
-        dtype=lambda wc: model(wc)["dtype"],
+        declared=declared("fidelity", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     resources:
         gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],

@@ -13,9 +13,7 @@ rule base_model:
     output:
         directory("models/base/{model}"),
     params:
-        source=lambda wc: model(wc)["source"],
-        template=lambda wc: model(wc)["template"],
-        dtype=lambda wc: model(wc)["dtype"],
+        declared=declared("base-model", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     resources:
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
     log:
@@ -34,10 +32,7 @@ rule sft_data:
         data=directory("data/sft/{model}"),
         stats="metrics/sft/{model}.json",
     params:
-        max_len=lambda wc: model(wc)["train"]["max_len"],
-        packing=lambda wc: model(wc)["train"]["packing"],
-        sft=config["sft"],
-        synthesize_seed=config["synthesize"]["seed"],
+        declared=declared("sft-data", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/sft_data/{model}.log",
     shell:
@@ -57,11 +52,7 @@ rule finetune:
         metrics="metrics/train/{model}.json",
         live=directory("metrics/live/{model}"),
     params:
-        lora=lambda wc: model(wc)["lora"],
-        train=lambda wc: model(wc)["train"],
-        quantization=lambda wc: model(wc)["quantization"],
-        dtype=lambda wc: model(wc)["dtype"],
-        distributed=lambda wc: model(wc)["distributed"],
+        declared=declared("finetune", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     resources:
         gpu=lambda wc: model(wc)["resources"]["gpus"],
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
@@ -86,10 +77,7 @@ rule predict_base:
     output:
         "predictions/{model}/base.parquet",
     params:
-        decode=lambda wc: model(wc)["decode"],
-        dtype=lambda wc: model(wc)["dtype"],
-        quantization=lambda wc: model(wc)["quantization"],
-        predict=config["predict"],
+        declared=declared("predict", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     resources:
         gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
@@ -110,10 +98,7 @@ rule predict:
     output:
         "predictions/{model}/finetuned.parquet",
     params:
-        decode=lambda wc: model(wc)["decode"],
-        dtype=lambda wc: model(wc)["dtype"],
-        quantization=lambda wc: model(wc)["quantization"],
-        predict=config["predict"],
+        declared=declared("predict", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     resources:
         gpu=lambda wc: min(1, model(wc)["resources"]["gpus"]),
         mem_mb=lambda wc: model(wc)["resources"]["mem_mb"],
@@ -133,7 +118,7 @@ rule evaluate:
         scores="scores/{model}.parquet",
         metrics="metrics/eval/{model}.json",
     params:
-        evaluate=config["evaluate"],
+        declared=declared("evaluate"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/evaluate/{model}.log",
     shell:
@@ -142,6 +127,7 @@ rule evaluate:
 
 
 rule report_model:
+    group: "reports"  # short CPU jobs: one cluster job (see data.smk)
     input:
         train="metrics/train/{model}.json",
         live="metrics/live/{model}",
@@ -152,6 +138,8 @@ rule report_model:
         code=stage_code("report-model"),
     output:
         directory("reports/{model}"),
+    params:
+        declared=declared("report-model", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/report_model/{model}.log",
     shell:
@@ -160,6 +148,7 @@ rule report_model:
 
 
 rule report_compare:
+    group: "reports"  # short CPU jobs: one cluster job (see data.smk)
     input:
         eval=expand("metrics/eval/{model}.json", model=MODELS),
         scores=expand("scores/{model}.parquet", model=MODELS),
@@ -169,10 +158,7 @@ rule report_compare:
     output:
         directory("reports/comparison"),
     params:
-        models=MODELS,
-        evaluate=config["evaluate"],
-        bootstrap=config["fidelity"]["bootstrap_samples"],
-        seed=config["fidelity"]["seed"],
+        declared=declared("report-compare"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/report_compare.log",
     shell:

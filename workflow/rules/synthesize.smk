@@ -16,7 +16,7 @@ rule plan_behaviors:
     output:
         "data/synthetic/planner.json",
     params:
-        planner=config["synthesize"]["planner"],
+        declared=declared("plan-behaviors"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/plan_behaviors.log",
     shell:
@@ -34,10 +34,7 @@ rule synthesize:
         tables=expand("data/synthetic/{{generator}}/{table}", table=SYNTH_TABLES),
         stats="metrics/synthesize/{generator}.json",
     params:
-        llm=config["llm"],
-        seed=config["synthesize"]["seed"],
-        filters=config["synthesize"]["filters"],
-        generator=lambda wc: config["synthesize"]["generators"][wc.generator],
+        declared=declared("synthesize", generator="generator"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/synthesize/{generator}.log",
     shell:

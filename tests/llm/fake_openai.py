@@ -19,6 +19,7 @@ fault is drawn at `rates` (seeded), else `default` is served. Faults:
   empty_content    200 with an empty message
   length           200 with finish_reason "length" (a truncated reply)
   not_json         200 whose content is not a JSON object (for json_mode requests)
+  echo_key         500 whose error body echoes the request's bearer token, starting at character echo_at
 Every fault but 429 answers after latency_s.
 """
 
@@ -35,7 +36,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
 FAULTS = ("ok", "429", "500", "503", "hang", "drop", "malformed_json", "missing_choices", "empty_content", "length",
-          "not_json")
+          "not_json", "echo_key")
 
 
 class _Server(ThreadingHTTPServer):
@@ -54,8 +55,10 @@ class Logged:
 
 class FakeOpenAI:
     def __init__(self, *, latency_s: float = 0.0, faults: Iterable[str] = (), rates: dict[str, float] | None = None,
-                 default: str = "ok", retry_after: float = 0.1, hang_s: float = 5.0, seed: int = 0) -> None:
+                 default: str = "ok", retry_after: float = 0.1, hang_s: float = 5.0, seed: int = 0,
+                 echo_at: int = 290) -> None:
         self.latency_s, self.default, self.retry_after, self.hang_s = latency_s, default, retry_after, hang_s
+        self.echo_at = echo_at
         self.rates = rates or {}
         for fault in [*faults, *self.rates, default]:
             if fault not in FAULTS:
@@ -160,6 +163,11 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if fault in ("500", "503"):
                 self._send(int(fault), {"error": {"message": "server error", "type": "server_error"}})
                 return int(fault)
+            if fault == "echo_key":  # as some APIs do with a bad key; here at a chosen offset of the body
+                head = '{"error": {"message": "Incorrect API key provided: '
+                token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                self._send_bytes(500, f'{head}{"." * (server.echo_at - len(head))}{token}"}}}}'.encode())
+                return 500
             if fault == "malformed_json":
                 self._send_bytes(200, b'{"id": "chatcmpl-1", "choices": [{"mess')
                 return 200

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from counseltune.llm import ChatRequest, Reply
+from counseltune.llm import ChatRequest, Reply, make_client, summary
 from counseltune.llm.cache import ResponseCache, atomic_write, cache_key, key_fields
+
+from .conftest import remote_config, user_requests
 
 BASE = ChatRequest.of([{"role": "user", "content": "hello"}], max_tokens=32, temperature=0.7, seed=1)
 
@@ -70,3 +74,52 @@ def test_local_weights_fingerprint_changes_with_the_adapter(tmp_path):
     assert before == weights_fingerprint(base, adapter) != weights_fingerprint(base, None)
     (adapter / "model.safetensors").write_bytes(b"retrained")
     assert weights_fingerprint(base, adapter) != before
+
+
+def entry_of(cache_dir, request) -> Path:
+    [path] = [p for p in cache_dir.rglob("*.json") if p.stem == cache_key("openai", "fake-model", request)]
+    return path
+
+
+def test_an_entry_whose_text_is_not_a_string_is_moved_aside_and_asked_again(fake_server, api_key, tmp_path, caplog):
+    server = fake_server()
+    [request] = user_requests(1)
+    make_client(remote_config(server, tmp_path)).complete([request])
+    path = entry_of(tmp_path, request)
+    entry = json.loads(path.read_text(encoding="utf-8"))
+    entry["reply"]["text"] = 123
+    path.write_text(json.dumps(entry), encoding="utf-8")
+
+    client = make_client(remote_config(server, tmp_path))
+    [result] = client.complete([request])
+
+    assert isinstance(result, Reply) and result.text == "reply to: question 0" and not result.cached
+    assert server.paid() == 2 and client.usage.cache_rejected == {"damaged": 1}
+    assert path.with_name(path.name + ".bad").exists() and json.loads(path.read_text())["reply"]["text"] == result.text
+    [warning] = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert str(path) in warning and "reply.text = 123, not a string" in warning and "asked again" in warning
+    assert "\n" not in warning
+    assert "1 cache entries rejected (damaged 1" in summary(client.usage, stage="t")
+
+
+def test_an_entry_filed_under_another_key_is_never_served(fake_server, api_key, tmp_path):
+    server = fake_server()
+    first, second = user_requests(2)
+    make_client(remote_config(server, tmp_path)).complete([first, second])
+    shutil.copyfile(entry_of(tmp_path, first), entry_of(tmp_path, second))  # a file copied to the wrong place
+
+    client = make_client(remote_config(server, tmp_path))
+    results = client.complete([first, second])
+
+    assert [r.text for r in results] == ["reply to: question 0", "reply to: question 1"]
+    assert [r.cached for r in results] == [True, False]
+    assert server.paid() == 3 and client.usage.cache_rejected == {"wrong_key": 1}
+
+
+def test_an_entry_whose_request_does_not_hash_to_its_key_is_never_served(tmp_path):
+    cache, key = ResponseCache(tmp_path), cache_key("openai", "m", BASE)
+    other = key_fields("openai", "m", dataclasses.replace(BASE, messages=(("user", "something else"),)))
+    cache.put(key, other, Reply("the answer to something else", 3, 2, "stop", cached=False))
+    assert cache.get(key) is None and cache.rejected == {"wrong_key": 1}
+    cache.put(key, key_fields("openai", "m", BASE), Reply("hi", 3, 2, "stop", cached=False))
+    assert cache.get(key) == Reply("hi", 3, 2, "stop", cached=True)

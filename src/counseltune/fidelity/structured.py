@@ -21,6 +21,7 @@ import polars as pl
 from jsonschema import Draft202012Validator
 
 from counseltune.llm import ChatRequest, Client, Failure
+from counseltune.llm.scrub import clip
 
 # A semantic check beyond the schema (e.g. "every counselor turn coded once"): None when fine, else the problem.
 Check = Callable[[dict], "str | None"]
@@ -144,7 +145,7 @@ def _validate(text: str, validator: Draft202012Validator, check: Check | None) -
 
 def _describe(error: Any) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-    return f"at {where}: {error.message[:160]}"
+    return f"at {where}: {clip(error.message, 160)}"  # quotes the reply
 
 
 def _note(language: str, errors: list[str]) -> str:

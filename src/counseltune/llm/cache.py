@@ -11,20 +11,19 @@ tag), so equal requests from different stages share one paid answer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import tempfile
 from pathlib import Path
 
+from .cache_entry import BadEntry, decode_entry, encode_entry, fingerprint
 from .types import ChatRequest, Reply
 
 log = logging.getLogger(__name__)
 
 
 def cache_key(backend: str, model: str, request: ChatRequest) -> str:
-    return hashlib.sha256(_canonical(key_fields(backend, model, request)).encode("utf-8")).hexdigest()
+    return fingerprint(key_fields(backend, model, request))  # the same recipe an entry is checked against
 
 
 def key_fields(backend: str, model: str, request: ChatRequest) -> dict:
@@ -37,25 +36,41 @@ def key_fields(backend: str, model: str, request: ChatRequest) -> dict:
 
 
 class ResponseCache:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, rejected: dict[str, int] | None = None) -> None:
         self.root = Path(root)
+        self.rejected = {} if rejected is None else rejected  # entries refused, by kind (damaged | wrong_key)
 
     def get(self, key: str) -> Reply | None:
         path = self._path(key)
         try:
-            reply = json.loads(path.read_text(encoding="utf-8"))["reply"]
-            return Reply(reply["text"], reply["tokens_in"], reply["tokens_out"], reply["finish_reason"], cached=True)
+            with open(path, "rb") as fh:
+                raw, inode = fh.read(), os.fstat(fh.fileno()).st_ino
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError) as err:  # only a damaged disk gets here: ask again
-            log.warning("unreadable cache entry %s (%s): treated as a miss", path, err)
+        except OSError as err:
+            self._refuse(path, None, BadEntry("damaged", f"cannot be read ({err.strerror})"))
+            return None
+        try:
+            return decode_entry(raw, key)
+        except BadEntry as bad:
+            self._refuse(path, inode, bad)
             return None
 
     def put(self, key: str, fields: dict, reply: Reply) -> None:
-        entry = {"key": key, "request": fields, "reply": {
-            "text": reply.text, "tokens_in": reply.tokens_in, "tokens_out": reply.tokens_out,
-            "finish_reason": reply.finish_reason}}
-        atomic_write(self._path(key), _canonical(entry).encode("utf-8"))
+        atomic_write(self._path(key), encode_entry(key, fields, reply))
+
+    def _refuse(self, path: Path, inode: int | None, bad: BadEntry) -> None:
+        """Count a refused entry, say so in one line and move it aside (kept to look at), so it is asked again."""
+        self.rejected[bad.kind] = self.rejected.get(bad.kind, 0) + 1
+        aside = path.with_name(path.name + ".bad")
+        try:
+            # Another process may have re-written the entry since we read it (a new file, a new inode): keep that.
+            if inode is None or os.stat(path).st_ino == inode:
+                os.replace(path, aside)
+        except OSError:  # moved by another reader already, or a read-only cache: the miss is what matters
+            pass
+        log.warning("cache entry %s %s: not served; moved to %s and the request is asked again (the new reply "
+                    "replaces it; delete the .bad file once looked at)", path, bad.why, aside.name)
 
     def _path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -80,6 +95,3 @@ def atomic_write(path: Path, data: bytes) -> None:
     # No fsync of the folder: a rename lost to a power cut loses a whole entry (a cache miss, asked again), never
     # half of one, and skipping it cut a write from 0.85 to 0.35 ms of CPU on the 2-core dev box.
 
-
-def _canonical(obj: dict) -> str:
-    return json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -39,7 +39,7 @@ class CachingClient:
 
     def __init__(self, config: LLMConfig, redactor: Redactor | None) -> None:
         self.config, self.model, self.usage = config, config.model, Usage()
-        self.cache = ResponseCache(config.cache_dir)
+        self.cache = ResponseCache(config.cache_dir, rejected=self.usage.cache_rejected)
         self.redactor = redactor  # None: text goes out as it is (local models)
 
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[Reply | Failure]:

@@ -22,6 +22,7 @@ from .config import LLMConfig
 from .errors import MissingAPIKey
 from .redact import Redactor
 from .retry import AttemptFailed, RetryPolicy, parse_retry_after
+from .scrub import clip, register_secret, scrub
 from .types import ChatRequest, Failure, Reply
 from .usage import (
     Budget,
@@ -52,6 +53,7 @@ class OpenAIClient(CachingClient):
     def __init__(self, config: LLMConfig, redactor: Redactor | None, api_key: str) -> None:
         super().__init__(config, redactor)
         self._api_key = api_key
+        register_secret(api_key)  # scrubbed from every error body, failure detail and quarantine row
         self.retry = RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s)
         self.budget = Budget(config.budget_usd, self.usage)
         self._rng = random.Random()
@@ -117,11 +119,12 @@ class OpenAIClient(CachingClient):
             raise AttemptFailed("timeout", f"no reply within {self.config.timeout_s} s") from None
         except openai.APIConnectionError as err:
             cause = type(err.__cause__).__name__ if err.__cause__ else "no cause"
-            raise AttemptFailed("connection", f"{err} ({cause})") from None
+            raise AttemptFailed("connection", scrub(f"{err} ({cause})")) from None
         except openai.APIStatusError as err:
             raise self._status_failure(err) from None
         data = _json_body(body)
         text, finish_reason = _content(data)
+        text = scrub(text)  # a proxy echoing the key must not get it into the cache or the data
         tokens_in, tokens_out = _tokens(data, request, text)
         self.usage.tokens_in += tokens_in
         self.usage.tokens_out += tokens_out
@@ -144,7 +147,7 @@ class OpenAIClient(CachingClient):
 
     def _status_failure(self, err: openai.APIStatusError) -> AttemptFailed:
         status = err.status_code
-        body = err.response.text[:DETAIL_CHARS].replace(self._api_key, "***")  # some APIs echo part of a bad key
+        body = clip(err.response.text, DETAIL_CHARS)  # some APIs echo a bad key: scrubbed before the cut
         retry_after = parse_retry_after(err.response.headers.get("retry-after"))
         if status == 429:
             return AttemptFailed("http_429", f"rate limited: {body}", retry_after=retry_after)
@@ -160,7 +163,7 @@ def _json_body(body: str) -> dict:
     try:
         data = json.loads(body)
     except ValueError:
-        raise AttemptFailed("malformed", f"response body is not JSON: {body[:80]!r}") from None
+        raise AttemptFailed("malformed", f"response body is not JSON: {clip(body, 80)!r}") from None
     if not isinstance(data, dict):
         raise AttemptFailed("malformed", "response body is not a JSON object")
     return data

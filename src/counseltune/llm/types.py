@@ -61,6 +61,7 @@ class Usage:
     attempt_errors: dict[str, int] = field(default_factory=dict)   # every failed attempt (retried or not), by reason
     redactions: int = 0
     redactions_by_kind: dict[str, int] = field(default_factory=dict)
+    cache_rejected: dict[str, int] = field(default_factory=dict)   # cache entries not served: damaged | wrong_key
 
 
 class Client(Protocol):

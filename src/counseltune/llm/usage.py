@@ -72,10 +72,13 @@ def summary(usage: Usage, *, stage: str) -> str:
     retries = sum(usage.attempt_errors.values())
     failed = sum(usage.failures.values())
     failures = ", ".join(f"{k} {v}" for k, v in sorted(usage.failures.items()))
+    rejected = sum(usage.cache_rejected.values())
+    rejected_kinds = ", ".join(f"{k} {v}" for k, v in sorted(usage.cache_rejected.items()))
     return (f"llm [{stage}]: {usage.requests:,} requests sent ({retries:,} failed attempts), "
             f"{usage.cache_hits:,} cache hits, {usage.tokens_in:,} tokens in / {usage.tokens_out:,} out, "
             f"${usage.cost_usd:.4f}, {failed:,} failed{f' ({failures})' if failed else ''}, "
-            f"{usage.redactions:,} redactions")
+            f"{usage.redactions:,} redactions"
+            + (f", {rejected:,} cache entries rejected ({rejected_kinds}; moved aside as *.bad)" if rejected else ""))
 
 
 def run_summary(stats_files: list[Path]) -> str:
@@ -91,4 +94,5 @@ def run_summary(stats_files: list[Path]) -> str:
             setattr(total, name, getattr(total, name) + getattr(usage, name))
         add_counts(total.failures, usage.failures)
         add_counts(total.attempt_errors, usage.attempt_errors)
+        add_counts(total.cache_rejected, usage.cache_rejected)
     return "\n".join(lines + ([summary(total, stage="all stages")] if len(lines) > 1 else []))

@@ -17,6 +17,7 @@ from typing import Any
 import polars as pl
 
 from counseltune.curate.dedupe import find_duplicates
+from counseltune.llm.scrub import clip
 from counseltune.schemas.tables import CuratedDialogs, Turns
 from counseltune.synthesize.codes import QUESTION_CODES, REFLECTION_CODES
 from counseltune.synthesize.parse import speaker_prefix
@@ -99,7 +100,7 @@ def leakage(text: str) -> str | None:
             return match.group(0)
     for line in text.split("\n"):
         if speaker_prefix(line):
-            return line[:40]
+            return clip(line, 40)
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from counseltune.errors import CounseltuneError
+from counseltune.llm.scrub import clip
 from counseltune.llm.types import ChatRequest, Client, Failure, Reply
 from counseltune.synthesize import prompts
 from counseltune.synthesize.parse import clean_reply, last_complete_sentences, parse_transcript
@@ -220,7 +221,7 @@ class MiPlain:
         turns = [Turn(role, normalize_text(text), text) for role, text in parsed.turns]
         turns = [t for t in turns if t.text]
         if not turns:
-            session.fail("unparseable_transcript", f"no speaker-prefixed line in the reply: {reply.text[:200]!r}")
+            session.fail("unparseable_transcript", f"no speaker-prefixed line in the reply: {clip(reply.text, 200)!r}")
             return
         if parsed.preamble:
             session.meta["preamble"] = "\n".join(parsed.preamble)
@@ -324,7 +325,8 @@ def _receive(generator: Generator, session: Session, step: Step, reply: Reply | 
         # rarely stops by itself); a whole-session transcript, or nothing complete to keep, ends the session.
         trimmed = last_complete_sentences(reply.text) if step.role != "session" else None
         if generator.settings.on_truncated != "trim" or not trimmed:  # type: ignore[attr-defined]
-            session.fail("truncated_reply", f"step {session.cursor} ({step.label()}) hit max_tokens: {reply.text[-120:]!r}")
+            session.fail("truncated_reply", f"step {session.cursor} ({step.label()}) hit max_tokens: "
+                                            f"{clip(reply.text, 120, keep='end')!r}")
             return
         session.meta["replies_trimmed"] = session.meta.get("replies_trimmed", 0) + 1
         reply = dataclasses.replace(reply, text=trimmed)

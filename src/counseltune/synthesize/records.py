@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from counseltune.llm.scrub import scrub
 from counseltune.schemas.tables import CuratedDialogs, Quarantine, Turns
 from counseltune.synthesize.codes import columns_of
 from counseltune.synthesize.generate import SOURCE_PREFIX, Session
@@ -64,10 +65,10 @@ def turn_rows(session: Session) -> list[dict[str, Any]]:
 
 
 def quarantine_row(session: Session, reason: str, detail: str) -> dict[str, Any]:
-    raw = "\n".join(f"{t.role}: {t.text_raw}" for t in session.turns)
+    raw = scrub("\n".join(f"{t.role}: {t.text_raw}" for t in session.turns))  # server text: no key kept
     return {
         "source": source_of(session.generator), "stage": QUARANTINE_STAGE, "file": provenance_file(session),
-        "record": session.dialog_id, "n_records": 1, "reason": reason, "detail": detail, "raw": raw,
+        "record": session.dialog_id, "n_records": 1, "reason": reason, "detail": scrub(detail), "raw": raw,
     }
 
 

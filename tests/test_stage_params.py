@@ -49,3 +49,9 @@ def test_the_cli_hands_a_stage_only_its_declared_keys(processed_sample, tmp_path
         cli.main(args)
     monkeypatch.undo()
     assert cli.main(args) == 0 and (tmp_path / "report.md").exists()
+
+
+def test_model_names_with_dots_are_one_key():
+    params = {"models": {"qwen2.5-7b": {"source": {"hub": "Qwen/Qwen2.5-7B"}, "template": "chatml", "dtype": "bf16"}}}
+    assert declared_values(params, "base-model", model="qwen2.5-7b")["models.qwen2.5-7b.source"] == {"hub": "Qwen/Qwen2.5-7B"}
+    assert stage_view(params, "base-model", model="qwen2.5-7b")["models"]["qwen2.5-7b"]["dtype"] == "bf16"

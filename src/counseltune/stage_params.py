@@ -44,25 +44,25 @@ class UndeclaredParam(RuntimeError):
     `.get(key, default)` cannot swallow it)."""
 
 
-def declared_keys(command: str, **job: str) -> tuple[str, ...]:
-    return tuple(key.format(**job) for key in STAGE_PARAMS[command])
+def declared_keys(command: str, **job: str) -> tuple[tuple[str, ...], ...]:
+    """The declared keys as key paths (split before filling in: model names such as qwen2.5-7b hold dots)."""
+    return tuple(tuple(part.format(**job) for part in key.split(".")) for key in STAGE_PARAMS[command])
 
 
 def declared_values(params: Mapping[str, Any], command: str, **job: str) -> dict[str, Any]:
     """Dotted key -> value of every declared key: what Snakemake compares to decide a params re-run."""
     out = {}
-    for key in declared_keys(command, **job):
+    for path in declared_keys(command, **job):
         node: Any = params
-        for part in key.split("."):
+        for part in path:
             node = node[part]
-        out[key] = node
+        out[".".join(path)] = node
     return out
 
 
 def stage_view(params: Mapping[str, Any], command: str, **job: str) -> ParamsView:
     """The params `counseltune <command>` may read, for one job (its --model/--source/--generator)."""
-    keys = tuple(tuple(key.split(".")) for key in declared_keys(command, **job))
-    return ParamsView(params, keys, command)
+    return ParamsView(params, declared_keys(command, **job), command)
 
 
 class ParamsView(Mapping):

@@ -80,16 +80,17 @@ def snakemake_plan(cwd: Path, forceall: bool = False, include_all: bool = False,
     args = ["-n", "-p", "--cores", "1", target] + (["--forceall"] if forceall else [])
     result = snakemake(cwd, *args)
     jobs, job = [], None
-    for line in (result.stdout + "\n" + result.stderr).splitlines():
-        if line.startswith("rule ") and line.endswith(":"):
-            job = {"rule": line[5:-1], "input": [], "output": [], "wildcards": {}, "shell": ""}
+    for raw in (result.stdout + "\n" + result.stderr).splitlines():
+        line = raw.strip()  # a grouped job's block is indented one level deeper (rules with `group:`)
+        if (line.startswith("rule ") or line.startswith("localrule ")) and line.endswith(":"):
+            job = {"rule": line.split(" ", 1)[1][:-1], "input": [], "output": [], "wildcards": {}, "shell": ""}
             jobs.append(job)
-        elif job is not None and line.startswith("    input: "):
-            job["input"] = line[len("    input: "):].split(", ")
-        elif job is not None and line.startswith("    output: "):
-            job["output"] = line[len("    output: "):].split(", ")
-        elif job is not None and line.startswith("    wildcards: "):
-            job["wildcards"] = dict(kv.split("=", 1) for kv in line[len("    wildcards: "):].split(", "))
+        elif job is not None and line.startswith("input: "):
+            job["input"] = line[len("input: "):].split(", ")
+        elif job is not None and line.startswith("output: "):
+            job["output"] = line[len("output: "):].split(", ")
+        elif job is not None and line.startswith("wildcards: "):
+            job["wildcards"] = dict(kv.split("=", 1) for kv in line[len("wildcards: "):].split(", "))
         elif job is not None and line.startswith("Shell command: "):
             job["shell"] = line[len("Shell command: "):]
     return [j for j in jobs if include_all or j["rule"] not in ("all", "data")]

@@ -111,3 +111,75 @@ def test_an_unreachable_hub_gives_the_same_advice(tmp_path, monkeypatch):
     with pytest.raises(BaseModelError, match=r"model qwen comes from the hub .* no hub access .*source.path"):
         download_hub_snapshot("qwen", "Qwen/Qwen2.5-7B-Instruct", "main", tmp_path / "hub",
                               endpoint="http://127.0.0.1:9")  # a closed local port: refused at once, no traffic out
+
+
+class _Hub:
+    """A loopback 'hub' that answers every request with one HTTP status (and optional hub error code header)."""
+
+    def __init__(self, status: int, error_code: str | None = None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.paths: list[str] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                hub.paths.append(self.path)
+                self.send_response(status)
+                if error_code:
+                    self.send_header("X-Error-Code", error_code)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"error": "refused"}')
+
+            do_HEAD = do_GET  # noqa: N815
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def online(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", False)
+
+
+@pytest.mark.parametrize(("status", "code", "message"), [
+    (401, "GatedRepo", "model llama: the hub repo meta-llama/Llama-3.1-8B-Instruct is gated: accept its license on "
+                       "the hub, then log in (`hf auth login`) or set HF_TOKEN, and re-run"),
+    (403, "GatedRepo", "model llama: the hub repo meta-llama/Llama-3.1-8B-Instruct is gated: accept its license on "
+                       "the hub, then log in (`hf auth login`) or set HF_TOKEN, and re-run"),
+    (401, None, "model llama: the hub refused access to meta-llama/Llama-3.1-8B-Instruct (HTTP 401): accept its "
+                "license on the hub if it is gated, check that your token (`hf auth login` or HF_TOKEN) may read it, "
+                "and re-run"),
+    (404, "RepoNotFound", "models.llama.source.hub: no hub repo 'meta-llama/Llama-3.1-8B-Instruct', or it is private or gated "
+                "and this machine is not logged in: check the id in params.yaml, or log in (`hf auth login` or "
+                "HF_TOKEN) and re-run"),
+    (403, None, "model llama: the hub refused access to meta-llama/Llama-3.1-8B-Instruct (HTTP 403): accept its "
+                "license on the hub if it is gated, check that your token (`hf auth login` or HF_TOKEN) may read it, "
+                "and re-run"),
+    (503, None, "model llama comes from the hub (meta-llama/Llama-3.1-8B-Instruct); this machine has no hub access "
+                "(the hub answered HTTP 503): run this stage on a machine that has, or set models.llama.source.path "
+                "to a local copy"),
+])
+def test_a_refusing_hub_gives_one_line_naming_the_model_and_the_fix(tmp_path, online, status, code, message):
+    hub = _Hub(status, code)
+    try:
+        with pytest.raises(BaseModelError) as err:
+            download_hub_snapshot("llama", "meta-llama/Llama-3.1-8B-Instruct", "main", tmp_path / "hub",
+                                  endpoint=hub.url)
+    finally:
+        hub.close()
+    assert str(err.value) == message
+    assert hub.paths and hub.paths[0].startswith("/api/models/meta-llama/Llama-3.1-8B-Instruct/revision/main")
+    assert not (tmp_path / "hub").exists() or not any((tmp_path / "hub").iterdir())

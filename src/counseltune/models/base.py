@@ -100,9 +100,12 @@ def _from_hub(name: str, source: dict, dtype: str, work: Path) -> Loaded:
     repo, revision = source["hub"], source.get("revision")
     with _phase(name, "download", f"{repo}@{revision or 'main'} from the hub"):
         commit = fetch.download_hub_snapshot(name, repo, revision, work / "hub")
+    if revision != commit:  # a branch or tag moves: the provenance keeps the commit that was actually built
+        _log(name, f"source.revision {revision or 'main'!r} resolved to commit {commit}: set models.{name}.source."
+                   f"revision: {commit} to rebuild exactly these weights")
     with _phase(name, "convert", f"load {repo} as {dtype}"):
         model, tokenizer = convert.load_folder(name, work / "hub", dtype, bool(source.get("trust_remote_code", False)))
-    return model, tokenizer, {"hub_commit": commit}
+    return model, tokenizer, {"hub_revision": revision or "main", "hub_commit": commit}
 
 
 def _from_path(name: str, source: dict, dtype: str) -> Loaded:

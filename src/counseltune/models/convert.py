@@ -17,6 +17,7 @@ from transformers import (
 )
 
 from counseltune.models import BaseModelError
+from counseltune.models.loader import refused_custom_code, untrusted_code
 from counseltune.models.templates import get_template
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -64,6 +65,8 @@ def load_folder(model: str, folder: Path, dtype: str,
         loaded = AutoModelForCausalLM.from_pretrained(folder, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
                                                       local_files_only=True)
     except Exception as err:
+        if not trust_remote_code and refused_custom_code(err):
+            raise BaseModelError(untrusted_code(model, folder, "model")) from err
         raise BaseModelError(
             f"model {model}: transformers could not load the model folder {folder}: {_first_line(err)}; it must hold "
             "config.json, the weights (*.safetensors or *.bin) and the tokenizer files of a causal LM") from err

@@ -135,13 +135,16 @@ def download_hub_snapshot(model: str, repo: str, revision: str | None, dest: Pat
                           endpoint: str | None = None) -> str:
     """Hub repo at revision -> its files in dest (no local HF cache); returns the resolved commit sha.
 
-    Fails at once, with what to do, when HF_HUB_OFFLINE is set or the hub cannot be reached.
+    Fails at once, with what to do, when HF_HUB_OFFLINE is set or the hub cannot be reached. The endpoint defaults
+    to HF_ENDPOINT as set now (huggingface_hub reads it once, at import).
     """
     if hub_offline():
         raise BaseModelError(_no_hub(model, repo, "HF_HUB_OFFLINE is set"))
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT", "").strip() or None
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         OfflineModeIsEnabled,
         RepositoryNotFoundError,
@@ -156,14 +159,22 @@ def download_hub_snapshot(model: str, repo: str, revision: str | None, dest: Pat
     except GatedRepoError:
         raise BaseModelError(f"model {model}: the hub repo {repo} is gated: accept its license on the hub, then log in "
                              "(`hf auth login`) or set HF_TOKEN, and re-run") from None
-    except RepositoryNotFoundError:
-        raise BaseModelError(f"models.{model}.source.hub: no hub repo {repo!r} (or no access to it): check the id in "
-                             "params.yaml") from None
+    except RepositoryNotFoundError:  # the hub answers 401 alike for a missing, private or gated repo
+        raise BaseModelError(f"models.{model}.source.hub: no hub repo {repo!r}, or it is private or gated and this "
+                             "machine is not logged in: check the id in params.yaml, or log in (`hf auth login` or "
+                             "HF_TOKEN) and re-run") from None
     except RevisionNotFoundError:
         raise BaseModelError(f"models.{model}.source.revision: {repo} has no revision {revision!r}: check "
                              "params.yaml") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, ConnectionError, TimeoutError) as err:
         raise BaseModelError(_no_hub(model, repo, _first_line(err))) from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise BaseModelError(f"model {model}: the hub refused access to {repo} (HTTP {status}): accept its "
+                                 "license on the hub if it is gated, check that your token (`hf auth login` or "
+                                 "HF_TOKEN) may read it, and re-run") from None
+        raise BaseModelError(_no_hub(model, repo, f"the hub answered HTTP {status}")) from None
     except Exception as err:
         if type(err).__module__.split(".")[0].startswith("httpx"):  # transport errors of hf_hub's HTTP client
             raise BaseModelError(_no_hub(model, repo, _first_line(err))) from None

@@ -155,3 +155,18 @@ def test_a_hub_id_is_loaded_at_the_pinned_revision_and_a_folder_offline(tiny_bas
 
 def test_the_loader_reads_the_provenance_file_the_base_model_stage_writes():
     assert loader.PROVENANCE == base.PROVENANCE
+
+
+def test_each_loading_stage_loads_through_its_declared_params_alone(tiny_bases):
+    """Stages read params through a view of the keys they declare; none of them declares models.<m>.source, so
+    trust_remote_code (Baichuan2) comes from the folder's provenance, never from an undeclared read."""
+    from counseltune.stage_params import stage_view
+
+    name = "baichuan2-7b-chat"
+    entry, folder = tiny_bases[name]
+    params = {"models": {name: entry}, "sft": {}, "synthesize": {"seed": 0}, "predict": {}}
+    sft = stage_view(params, "sft-data", model=name)["models"][name]
+    assert type(loader.load_tokenizer(name, sft, folder)).__name__ == "BaichuanTokenizer"
+    for command, purpose in (("finetune", "training"), ("predict", "inference")):
+        view = stage_view(params, command, model=name)["models"][name]
+        assert type(loader.load_model(name, view, folder, purpose=purpose)).__name__ == "BaichuanForCausalLM"

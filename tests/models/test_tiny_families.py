@@ -151,3 +151,21 @@ def test_an_unreachable_hub_fails_the_base_model_stage_in_one_line_and_leaves_no
                                      "this machine has no hub access (")
     assert str(err.value).endswith("set models.baichuan2-7b-chat.source.path to a local copy")
     assert "\n" not in str(err.value) and list((tmp_path / "models").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", STUDY_MODELS)
+def test_left_padded_batches_generate_what_each_prompt_generates_alone(name, tiny_sources):
+    """Batched decoding (predict, the local LLM client) pads on the left: the padding must not leak into a reply."""
+    folder = tiny_sources[name]
+    entry = {"source": {"path": str(folder), "trust_remote_code": name.startswith("baichuan")}, "dtype": "float32"}
+    tokenizer = loader.load_tokenizer(name, entry, folder, padding_side="left")
+    model = loader.load_model(name, entry, folder)
+    prompts = ["I feel low and I cannot sleep at night.", "我最近压力很大"]
+    alone = []
+    for prompt in prompts:
+        ids = tokenizer([prompt], return_tensors="pt")
+        alone.append(model.generate(**ids, max_new_tokens=6, min_new_tokens=6, do_sample=False)[0, -6:].tolist())
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    assert batch["attention_mask"].min() == 0  # the second prompt is padded
+    together = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)[:, -6:].tolist()
+    assert together == alone

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+import torch
 
 from counseltune.config import load_params
-from counseltune.models import tiny
+from counseltune.models import loader, tiny
 from counseltune.models.base import prepare_base_model
 from tests.conftest import REPO
 
@@ -35,4 +36,26 @@ def tiny_bases(tmp_path_factory, registry, tiny_sources) -> dict:
         entry, _ = tiny.stand_in_entry(name, copy.deepcopy(registry[name]), tiny_sources[name])
         out[name] = (entry, root / name)
         prepare_base_model(name, entry, root / name)
+    return out
+
+
+def logits(model, ids) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+@pytest.fixture(scope="session")
+def adapters(tmp_path_factory, registry, tiny_bases) -> dict:
+    """registry name -> a LoRA adapter on the registry's target modules, with non-zero (random) LoRA weights."""
+    from peft import LoraConfig, get_peft_model
+
+    root = tmp_path_factory.mktemp("adapters")
+    out = {}
+    for name in STUDY_MODELS:
+        entry, folder = tiny_bases[name]
+        torch.manual_seed(1)
+        config = LoraConfig(r=4, lora_alpha=8, target_modules=list(registry[name]["lora"]["target_modules"]),
+                            init_lora_weights=False, task_type="CAUSAL_LM")  # random B: the adapter changes logits
+        get_peft_model(loader.load_model(name, entry, folder), config).save_pretrained(root / name)
+        out[name] = root / name
     return out

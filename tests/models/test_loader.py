@@ -7,29 +7,7 @@ import pytest
 import torch
 
 from counseltune.models import base, loader
-from tests.models.conftest import STUDY_MODELS
-
-
-def logits(model, ids) -> torch.Tensor:
-    with torch.no_grad():
-        return model(input_ids=ids).logits
-
-
-@pytest.fixture(scope="module")
-def adapters(tmp_path_factory, registry, tiny_bases) -> dict:
-    """registry name -> a LoRA adapter on the registry's target modules, with non-zero (random) LoRA weights."""
-    from peft import LoraConfig, get_peft_model
-
-    root = tmp_path_factory.mktemp("adapters")
-    out = {}
-    for name in STUDY_MODELS:
-        entry, folder = tiny_bases[name]
-        torch.manual_seed(1)
-        config = LoraConfig(r=4, lora_alpha=8, target_modules=list(registry[name]["lora"]["target_modules"]),
-                            init_lora_weights=False, task_type="CAUSAL_LM")  # random B: the adapter changes logits
-        get_peft_model(loader.load_model(name, entry, folder), config).save_pretrained(root / name)
-        out[name] = root / name
-    return out
+from tests.models.conftest import STUDY_MODELS, logits
 
 
 @pytest.mark.parametrize("name", STUDY_MODELS)

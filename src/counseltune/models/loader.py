@@ -98,7 +98,7 @@ def load_model(name: str, entry: Mapping[str, Any], folder: Path | str, adapter:
     if purpose == "training":
         model.config.use_cache = False
     if adapter is not None:
-        model = _with_adapter(name, model, Path(adapter), trainable=purpose == "training")
+        model = with_adapter(name, model, Path(adapter), trainable=purpose == "training")
         if merge_adapter and quant not in QUANTIZED:  # merging into 4-/8-bit weights would round the LoRA update
             model = model.merge_and_unload()
     if purpose == "inference":
@@ -181,14 +181,18 @@ def _bitsandbytes_config(quant: str, dtype: Any) -> Any:
                               bnb_4bit_compute_dtype=compute)
 
 
-def _with_adapter(name: str, model: Any, adapter: Path, trainable: bool) -> Any:
+def with_adapter(name: str, model: Any, adapter: Path, trainable: bool = False, adapter_name: str = "default") -> Any:
+    """model with the peft adapter in `adapter` on top (a PeftModel already holding adapters gets one more)."""
     from peft import PeftModel
 
     if not (adapter / "adapter_config.json").is_file():
         raise ModelLoadError(f"model {name}: {adapter} holds no peft adapter (no adapter_config.json): run the "
                              f"finetune stage for {name} first")
     try:
-        return PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        if isinstance(model, PeftModel):
+            model.load_adapter(adapter, adapter_name=adapter_name, is_trainable=trainable)
+            return model
+        return PeftModel.from_pretrained(model, adapter, adapter_name=adapter_name, is_trainable=trainable)
     except Exception as err:
         raise ModelLoadError(f"model {name}: the adapter in {adapter} does not fit the base model "
                              f"({_first_line(err)}): retrain it on this base model (finetune stage)") from err

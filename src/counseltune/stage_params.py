@@ -21,15 +21,18 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "synthesize": ("llm", "synthesize.seed", "synthesize.filters", "synthesize.generators.{generator}"),
     "base-model": ("models.{model}.source", "models.{model}.template", "models.{model}.dtype"),
     "sft-data": ("models.{model}.train.max_len", "models.{model}.train.packing", "models.{model}.train.batch_size",
-                 "models.{model}.template", "sft", "synthesize.seed", "curate.split.seed"),
+                 "models.{model}.template", "models.{model}.source", "sft", "synthesize.seed", "curate.split.seed"),
+    # the model loader reads source (trust_remote_code, revision) wherever a stage loads a model
     "finetune": ("models.{model}.lora", "models.{model}.train", "models.{model}.quantization", "models.{model}.dtype",
-                 "models.{model}.distributed"),
-    "predict": ("models.{model}.decode", "models.{model}.dtype", "models.{model}.quantization", "predict"),
+                 "models.{model}.distributed", "models.{model}.source"),
+    "predict": ("models.{model}.decode", "models.{model}.dtype", "models.{model}.quantization", "models.{model}.source",
+                "predict"),
     "evaluate": ("evaluate",),
     "miti-coder": ("fidelity.coder", "fidelity.bootstrap_samples", "fidelity.seed", "ingest"),
     "judge-validation": ("fidelity.judge", "fidelity.judge_validation", "llm"),
     "fidelity": ("fidelity.judge", "fidelity.simulate", "fidelity.safety", "fidelity.bootstrap_samples", "fidelity.seed",
-                 "llm", "models.{model}.decode", "models.{model}.dtype"),
+                 "llm", "models.{model}.decode", "models.{model}.dtype", "models.{model}.quantization",
+                 "models.{model}.source"),
     "report-model": ("models.{model}",),  # the report prints the model's registry entry
     "report-compare": ("run.models", "evaluate", "fidelity.bootstrap_samples", "fidelity.seed"),
 }

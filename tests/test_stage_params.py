@@ -11,17 +11,29 @@ PARAMS = {"models": {"a": {"train": {"lr": 1.0, "batch_size": 2, "max_len": 8}, 
           "sft": {"languages": ["zh"]}, "synthesize": {"seed": 3, "planner": {}}}
 
 
+# sft-data as declared before the view caught its undeclared read of train.batch_size
+OLD_SFT_DATA = ("models.{model}.train.max_len", "models.{model}.train.packing", "sft", "synthesize.seed")
+
+
+@pytest.fixture(autouse=True)
+def old_sft_data(monkeypatch):
+    from counseltune import stage_params
+
+    monkeypatch.setitem(stage_params.STAGE_PARAMS, "old-sft-data", OLD_SFT_DATA)
+
+
 def test_declared_keys_read_as_they_are_and_parents_list_only_declared_children():
-    view = stage_view(PARAMS, "sft-data", model="a")
+    view = stage_view(PARAMS, "old-sft-data", model="a")
     assert view["models"]["a"]["train"]["max_len"] == 8
     assert view["sft"] == {"languages": ["zh"]}
     assert list(view["models"]) == ["a"] and "b" not in view["models"]
     assert list(view["models"]["a"]["train"]) == ["max_len"]
+    assert "models.{model}.train.batch_size" in STAGE_PARAMS["sft-data"]  # declared now
 
 
 def test_an_undeclared_read_raises_even_through_get():
-    view = stage_view(PARAMS, "sft-data", model="a")
-    with pytest.raises(UndeclaredParam, match=r"models\.a\.train\.batch_size.*STAGE_PARAMS\['sft-data'\]"):
+    view = stage_view(PARAMS, "old-sft-data", model="a")
+    with pytest.raises(UndeclaredParam, match=r"models\.a\.train\.batch_size.*STAGE_PARAMS\['old-sft-data'\]"):
         view["models"]["a"]["train"]["batch_size"]  # the padded_batches stat's read that once went undeclared
     with pytest.raises(UndeclaredParam):
         view["models"]["a"]["train"].get("batch_size", 1)
@@ -55,3 +67,13 @@ def test_model_names_with_dots_are_one_key():
     params = {"models": {"qwen2.5-7b": {"source": {"hub": "Qwen/Qwen2.5-7B"}, "template": "chatml", "dtype": "bf16"}}}
     assert declared_values(params, "base-model", model="qwen2.5-7b")["models.qwen2.5-7b.source"] == {"hub": "Qwen/Qwen2.5-7B"}
     assert stage_view(params, "base-model", model="qwen2.5-7b")["models"]["qwen2.5-7b"]["dtype"] == "bf16"
+
+
+def test_a_placeholder_can_name_another_params_key(monkeypatch):
+    from counseltune import stage_params
+
+    params = {"llm": {"local": {"model": "smollm2-135m"}}, "models": {"smollm2-135m": {"dtype": "float32"}, "x": {}}}
+    monkeypatch.setitem(stage_params.STAGE_PARAMS, "synthesize", ("llm", "models.{llm.local.model}.dtype"))
+    assert declared_values(params, "synthesize") == {"llm": params["llm"], "models.smollm2-135m.dtype": "float32"}
+    assert stage_params.dvc_params("synthesize") == ["llm", "models.${llm.local.model}.dtype"]
+    assert list(stage_view(params, "synthesize")["models"]) == ["smollm2-135m"]

@@ -9,10 +9,12 @@ code-deps --write` writes dvc.yaml), so neither engine can miss a key a stage re
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-# command -> dotted keys; {model}, {source}, {generator} are the job's own (its CLI argument of that name).
+# command -> dotted keys; {model}, {source}, {generator} are the job's own (its CLI argument of that name); a
+# placeholder naming a params key, e.g. {llm.local.model}, is that key's value (the stage must declare it too).
 STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "ingest": ("ingest", "sources.{source}"),
     "curate": ("sources", "curate"),
@@ -40,7 +42,12 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
 
 def dvc_params(command: str) -> list[str]:
     """The declared keys as dvc.yaml writes them: a model or generator is the foreach ${item}, a source ${key}."""
-    return [key.format(model="${item}", generator="${item}", source="${key}") for key in STAGE_PARAMS[command]]
+    jobs = {"{model}": "${item}", "{generator}": "${item}", "{source}": "${key}"}
+    return [".".join(jobs.get(part, "$" + part if part.startswith("{") else part) for part in _PART.findall(key))
+            for key in STAGE_PARAMS[command]]
+
+
+_PART = re.compile(r"\{[^}]*\}|[^.]+")  # a key's parts: a {placeholder} may hold dots
 
 
 class UndeclaredParam(RuntimeError):
@@ -48,15 +55,26 @@ class UndeclaredParam(RuntimeError):
     `.get(key, default)` cannot swallow it)."""
 
 
-def declared_keys(command: str, **job: str) -> tuple[tuple[str, ...], ...]:
+def declared_keys(command: str, params: Mapping[str, Any] | None = None, **job: str) -> tuple[tuple[str, ...], ...]:
     """The declared keys as key paths (split before filling in: model names such as qwen2.5-7b hold dots)."""
-    return tuple(tuple(part.format(**job) for part in key.split(".")) for key in STAGE_PARAMS[command])
+    def fill(part: str) -> str:
+        if not (part.startswith("{") and part.endswith("}")):
+            return part
+        name = part[1:-1]
+        if name in job:
+            return job[name]
+        node: Any = params
+        for step in name.split("."):
+            node = node[step]
+        return str(node)
+
+    return tuple(tuple(fill(part) for part in _PART.findall(key)) for key in STAGE_PARAMS[command])
 
 
 def declared_values(params: Mapping[str, Any], command: str, **job: str) -> dict[str, Any]:
     """Dotted key -> value of every declared key: what Snakemake compares to decide a params re-run."""
     out = {}
-    for path in declared_keys(command, **job):
+    for path in declared_keys(command, params, **job):
         node: Any = params
         for part in path:
             node = node[part]
@@ -66,7 +84,7 @@ def declared_values(params: Mapping[str, Any], command: str, **job: str) -> dict
 
 def stage_view(params: Mapping[str, Any], command: str, **job: str) -> ParamsView:
     """The params `counseltune <command>` may read, for one job (its --model/--source/--generator)."""
-    return ParamsView(params, declared_keys(command, **job), command)
+    return ParamsView(params, declared_keys(command, params, **job), command)
 
 
 class ParamsView(Mapping):

@@ -3,8 +3,9 @@
 Generation is counseltune.predict's (load_model, render, generate, hypothesis_text), so a reply here is decoded
 exactly as the predict stage decodes. Costs nothing; token counts come from the tokenizer. The model loads on
 the first cache miss, so a fully cached run never loads it. One attempt per request: with greedy decoding a
-retry would repeat the same reply, so a rejected reply (empty, truncated, not JSON) is a Failure at once. There
-is no constrained decoding: json_mode only validates.
+retry would repeat the same reply, so a rejected reply (empty, truncated, not JSON) is a Failure at once. A request
+with an output schema decodes under it (constrained.py): its reply is JSON of the schema unless max_tokens cut it;
+json_mode without a schema only validates.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from counseltune.predict import (
     load_model,
     prompt_token_cap,
     render,
+    stop_token_ids,
 )
 
 from .client import CachingClient, Pending, Record, rejection
@@ -36,6 +38,7 @@ class LocalClient(CachingClient):
     backend = "local"
     _lm: Any = None
     _tokenizer: Any = None
+    _schemas: Any = None   # constrained.SchemaDecoding, built on the first request with an output schema
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -58,18 +61,38 @@ class LocalClient(CachingClient):
             ids = self._prompt_ids(p, record)
             if ids is not None:
                 r = p.request
-                groups[(r.max_tokens, r.temperature, r.top_p)].append((p, ids))
+                groups[(r.max_tokens, r.temperature, r.top_p, r.schema)].append((p, ids))
         chunk = self.config.batch_size * BATCHES_PER_CHUNK
-        for (max_tokens, temperature, top_p), items in groups.items():
+        for (max_tokens, temperature, top_p, schema), items in groups.items():
+            processors = self._schema_processors(schema, [p for p, _ in items], record)
+            if processors is False:
+                continue
             decode = {"max_new_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
                       "repetition_penalty": 1.0, "batch_size": self.config.batch_size}
             items.sort(key=lambda item: (-len(item[1]), item[1]))  # similar lengths share a chunk, and so a batch
             for start in range(0, len(items), chunk):
                 part = items[start:start + chunk]
                 outputs, _ = generate(self._lm, self._tokenizer, [ids for _, ids in part], decode,
-                                      chunk_seed(p.request.seed for p, _ in part), progress=False)
+                                      chunk_seed(p.request.seed for p, _ in part), progress=False,
+                                      logits_processors=processors)
                 for (p, ids), new in zip(part, outputs):
                     self._finish(p, ids, new, record)
+
+    def _schema_processors(self, schema, pending: list[Pending], record: Record):
+        """The constrained-decoding processors for a schema (None: no schema; False: it cannot compile)."""
+        if schema is None:
+            return None
+        from .constrained import SchemaDecoding, SchemaError  # llguidance only when a schema is asked for
+
+        if self._schemas is None:
+            self._schemas = SchemaDecoding(self._tokenizer, stop_token_ids(self._lm, self._tokenizer),
+                                           self._lm.get_output_embeddings().weight.shape[0])
+        try:
+            return self._schemas.processors(schema)
+        except SchemaError as err:
+            for p in pending:
+                record(p, Failure("schema_error", str(err), 0))
+            return False
 
     def _prompt_ids(self, p: Pending, record: Record) -> list[int] | None:
         messages = [{"role": role, "content": content} for role, content in p.request.messages]

@@ -49,3 +49,29 @@ def test_local_greedy_replies_do_not_depend_on_the_batch(base_model_dir, tmp_pat
     alone = make_client(local_config(model_dir, tmp_path / "a")).complete([request])
     batched = make_client(local_config(model_dir, tmp_path / "b")).complete([other, request])
     assert batched[1].text == alone[0].text
+
+
+@pytest.mark.slow
+def test_a_sampled_reply_does_not_depend_on_its_batch_or_on_resuming(base_model_dir, tmp_path):
+    model_dir = base_model_dir("smollm2-135m-instruct")
+
+    def ask(text: str, seed: int = 7) -> ChatRequest:
+        return ChatRequest.of([{"role": "user", "content": text}], max_tokens=8, temperature=1.0, top_p=0.95,
+                              seed=seed)
+
+    # One prompt shorter and one longer than the target, so the target's row in the batch moves with the order.
+    target, short, long = ask("Tell me about your day."), ask("Hi."), ask("Describe a calm evening by the sea.")
+    reseeded = ask("Tell me about your day.", seed=8)
+
+    def run(folder: str, requests: list[ChatRequest]) -> list[str]:
+        config = {**local_config(model_dir, tmp_path / folder), "batch_size": len(requests)}
+        replies = make_client(config).complete(requests)
+        assert all(isinstance(r, Reply) and not r.cached for r in replies), replies
+        return [r.text for r in replies]
+
+    [alone] = run("alone", [target])                      # e.g. the one request left when a killed run resumes
+    batched = run("batched", [short, target, long])
+    reordered = run("reordered", [long, reseeded, short, target])
+    assert batched[1] == reordered[3] == alone
+    assert (batched[0], batched[2]) == (reordered[2], reordered[0])
+    assert reordered[1] != alone  # ...and it samples: another seed, another reply

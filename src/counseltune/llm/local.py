@@ -2,8 +2,9 @@
 
 Generation is counseltune.predict's (load_model, render, generate, hypothesis_text), so a reply here is decoded
 exactly as the predict stage decodes. Costs nothing; token counts come from the tokenizer. The model loads on
-the first cache miss, so a fully cached run never loads it. One attempt per request: with greedy decoding a
-retry would repeat the same reply, so a rejected reply (empty, truncated, not JSON) is a Failure at once. A request
+the first cache miss, so a fully cached run never loads it. One attempt per request: decoded greedily, or sampled
+from the request's own generator (row_sampling.py), a retry would repeat the same reply, so a rejected reply
+(empty, truncated, not JSON) is a Failure at once. A request
 with an output schema decodes under it (constrained.py): its reply is JSON of the schema unless max_tokens cut it;
 json_mode without a schema only validates.
 """
@@ -53,9 +54,7 @@ class LocalClient(CachingClient):
             adapter = self.config.adapter_dir
             self._lm, self._tokenizer = load_model(self.config.model_dir, "finetuned" if adapter else "base", adapter,
                                                    MODEL_PARAMS)
-        # Requests batch together when they decode alike. Their seeds differ (one per synthetic session), and
-        # generate() seeds torch once per call, so a chunk is seeded from its requests' seeds: the same
-        # requests give the same replies, and greedy decoding ignores the seed anyway.
+        # Requests batch together when they decode alike; each samples from its own generator (see _generate).
         groups: dict[tuple, list[tuple[Pending, list[int]]]] = defaultdict(list)
         for p in pending:
             ids = self._prompt_ids(p, record)
@@ -72,11 +71,30 @@ class LocalClient(CachingClient):
             items.sort(key=lambda item: (-len(item[1]), item[1]))  # similar lengths share a chunk, and so a batch
             for start in range(0, len(items), chunk):
                 part = items[start:start + chunk]
-                outputs, _ = generate(self._lm, self._tokenizer, [ids for _, ids in part], decode,
-                                      chunk_seed(p.request.seed for p, _ in part), progress=False,
-                                      logits_processors=processors)
+                outputs = self._generate(part, decode, processors)
                 for (p, ids), new in zip(part, outputs):
                     self._finish(p, ids, new, record)
+
+    def _generate(self, part: list[tuple[Pending, list[int]]], decode: dict, processors) -> list[list[int]]:
+        """Each request's new token ids. Sampling draws from each request's own generator (row_sampling.py), so a
+        reply does not depend on its batch: one generate() call per batch, so the sampler knows every row's request
+        (part is sorted longest first, the order generate() keeps)."""
+        if decode["temperature"] <= 0:
+            outputs, _ = generate(self._lm, self._tokenizer, [ids for _, ids in part], decode, 0, progress=False,
+                                  logits_processors=processors)
+            return outputs
+        from .row_sampling import RowSampler, request_generator
+
+        greedy = {**decode, "temperature": 0.0}  # the sampler picks each token; greedy decoding then keeps it
+        outputs = []
+        for start in range(0, len(part), decode["batch_size"]):
+            batch = part[start:start + decode["batch_size"]]
+            sampler = RowSampler([request_generator(p.key, self._lm.device) for p, _ in batch], decode["temperature"],
+                                 decode["top_p"])
+            out, _ = generate(self._lm, self._tokenizer, [ids for _, ids in batch], greedy, 0, progress=False,
+                              logits_processors=lambda n, last=sampler: [*(processors(n) if processors else []), last])
+            outputs += out
+        return outputs
 
     def _schema_processors(self, schema, pending: list[Pending], record: Record):
         """The constrained-decoding processors for a schema (None: no schema; False: it cannot compile)."""
@@ -122,12 +140,6 @@ class LocalClient(CachingClient):
         reply = Reply(text, len(ids), len(new), finish_reason, cached=False)
         self._store(p, reply)
         record(p, reply)
-
-
-def chunk_seed(seeds) -> int:
-    """One torch seed for a chunk of requests, from their own seeds (order-free)."""
-    digest = hashlib.sha256(",".join(sorted(str(s or 0) for s in seeds)).encode()).digest()
-    return int.from_bytes(digest[:4], "big")
 
 
 def weights_fingerprint(*folders: Path | None) -> str:

@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processed", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path, help="e.g. predictions/<model>/<variant>.parquet")
 
+    p = _stage(sub, "serve", "serve a base model and its LoRA adapters by name on an OpenAI-compatible HTTP server",
+               _serve, "GET /health, GET /v1/models, POST /v1/chat/completions; replies decoded as predict decodes "
+               "them. With --then COMMAND: start, wait for health, run COMMAND, stop (docs/cluster.md).")
+    from counseltune.serve_args import add_serve_arguments  # argparse only: the server loads when it runs
+
+    add_serve_arguments(p)
+
     p = _stage(sub, "evaluate", "score predictions (BLEU-4, ROUGE, distinct-n, length) with CIs and paired tests",
                _evaluate, "Language-aware tokenization (evaluate.rouge_tokenizer); evaluate.convention selects the "
                "standard or the LLaMA-Factory convention; fine-tuned vs base compared on the same items.")
@@ -320,12 +327,21 @@ def _predict(args) -> int:
 
     if args.variant == "finetuned" and args.adapter is None:
         raise ParamsError("predict --variant finetuned needs --adapter models/adapters/<model>")
-    stats = predict(_stage_params(args), args.model, args.variant, args.base, args.adapter, args.processed, args.out)
+    params = _stage_params(args)
+    if params["predict"].get("engine", "in_process") == "served":  # generation on a model server (predict_served.py)
+        from counseltune.predict_served import predict_served as predict
+    stats = predict(params, args.model, args.variant, args.base, args.adapter, args.processed, args.out)
     skipped = ", ".join(f"{k} {v}" for k, v in stats["skipped_by_reason"].items()) or "none"
     print(f"predict {args.model} ({args.variant}): {stats['items']} replies, {stats['tokens_generated']} new tokens "
           f"({stats['tokens_per_s']:.1f} tok/s), {stats['wall_s']:.1f} s in all; {stats['truncated_prompts']} prompts truncated to {stats['prompt_token_cap']} "
           f"tokens; skipped: {skipped} -> {args.out}")
     return 0
+
+
+def _serve(args) -> int:
+    from counseltune.llm.serve import run
+
+    return run(args)
 
 
 def _evaluate(args) -> int:

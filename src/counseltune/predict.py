@@ -243,8 +243,12 @@ def stop_token_ids(model, tokenizer) -> list[int]:
 
 
 def generate(model, tokenizer, prompts: list[list[int]], decode: dict, seed: int, *,
-             progress: bool = True) -> tuple[list[list[int]], dict[str, Any]]:
-    """Prompt token ids -> each prompt's new token ids up to its stop token (in prompt order), and speed stats."""
+             progress: bool = True, logits_processors=None) -> tuple[list[list[int]], dict[str, Any]]:
+    """Prompt token ids -> each prompt's new token ids up to its stop token (in prompt order), and speed stats.
+
+    logits_processors, when given, is called with each batch's size and returns that batch's (fresh, stateful)
+    transformers logits processors: the LLM client's schema-constrained decoding.
+    """
     import torch
     from tqdm.auto import tqdm
 
@@ -263,7 +267,8 @@ def generate(model, tokenizer, prompts: list[list[int]], decode: dict, seed: int
         for batch in bar:
             enc = tokenizer.pad({"input_ids": [prompts[j] for j in batch]}, padding=True, return_tensors="pt")
             enc = {k: v.to(model.device) for k, v in enc.items()}
-            out = model.generate(**enc, generation_config=config)
+            extra = {"logits_processor": logits_processors(len(batch))} if logits_processors else {}
+            out = model.generate(**enc, generation_config=config, **extra)
             width = enc["input_ids"].shape[1]
             padded += enc["input_ids"].numel()
             real += int(enc["attention_mask"].sum())

@@ -28,8 +28,8 @@ def test_eleven_items_scored_and_summed(loopback):
     assert result.totals["total"].to_list() == [44, 44, 44] and all(result.totals["competent"])
     report = result.report()
     assert report["judged"] == 3 and report["failed"] == 0 and report["mean_total"] == 44.0
-    assert all(e.body["response_format"] == {"type": "json_object"} and e.body["temperature"] == 0
-               for e in server.log)
+    assert all(e.body["response_format"]["type"] == "json_schema" and e.body["temperature"] == 0
+               and e.body["response_format"]["json_schema"]["schema"] == ctrs_schema() for e in server.log)
 
 
 def test_missing_item_is_reasked_then_exhausted_is_a_failure(loopback):

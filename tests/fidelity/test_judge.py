@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import polars as pl
+from jsonschema import Draft202012Validator
 
 from counseltune.fidelity.judge import (
     JUDGE_CODES,
     PROMPT_VERSION,
-    every_counselor_turn_once,
     judge_miti,
     miti_schema,
 )
@@ -48,7 +48,8 @@ def test_valid_answers_become_codes_globals_and_summaries(loopback):
     assert summary["technical"]["value"] == 4.0 and summary["technical"]["grade"] == "good"
     assert summary["reflection_to_question"]["value"] == 0.5  # 1 reflection : 2 questions
     body = server.log[0].body
-    assert body["response_format"] == {"type": "json_object"}
+    assert body["response_format"]["type"] == "json_schema" and body["response_format"]["json_schema"]["strict"]
+    assert body["response_format"]["json_schema"]["schema"]["properties"]["codes"]["required"] == ["0", "2", "4"]
     assert body["temperature"] == 0 and body["seed"] == 3
     assert "咨询师" in next(e.body for e in server.log if "我睡不着" in json.dumps(e.body, ensure_ascii=False))[
         "messages"][1]["content"]
@@ -112,16 +113,19 @@ def test_sessions_without_counselor_turns_are_skipped(loopback):
     assert result.skipped == ["toy:quiet"] and len(server.log) == 0
 
 
-def test_the_coverage_check_names_missing_and_extra_turns():
-    check = every_counselor_turn_once(session("toy:a"))
-    assert check({"codes": [{"turn": 0, "code": "other"}, {"turn": 2, "code": "other"},
-                            {"turn": 4, "code": "other"}]}) is None
-    problem = check({"codes": [{"turn": 0, "code": "other"}, {"turn": 0, "code": "other"}, {"turn": 1, "code": "x"}]})
-    assert "not coded: [2, 4]" in problem and "not counselor turns: [1]" in problem and "more than once: [0]" in problem
+def test_the_schema_takes_every_counselor_turn_once_and_nothing_else():
+    schema = miti_schema(session("toy:a").counselor_turns)
+    rated = {"score": 3, "justification": "ok"}
+    answer = {"codes": {"0": "other", "2": "affirm", "4": "open_question"},
+              "globals": {name: rated for name in schema["properties"]["globals"]["required"]}}
+    validator = Draft202012Validator(schema)
+    assert not list(validator.iter_errors(answer))
+    for codes in ({"0": "other", "2": "affirm"}, {**answer["codes"], "1": "other"}, {**answer["codes"], "4": "x"}):
+        assert list(validator.iter_errors({**answer, "codes": codes})), codes
 
 
 def test_schema_lists_the_miti_codes():
-    codes = miti_schema()["properties"]["codes"]["items"]["properties"]["code"]["enum"]
+    codes = miti_schema([1])["properties"]["codes"]["properties"]["1"]["enum"]
     assert set(codes) == set(JUDGE_CODES) and "question" not in codes and len(codes) == 12
     assert PROMPT_VERSION.startswith("miti-judge-")
 

@@ -81,8 +81,8 @@ def _broken(transcript: str, reask: int) -> bool:
 
 def _miti(transcript: str, reask: int) -> str:
     turns = [(int(i), text) for i, text in _COUNSELOR_LINE.findall(transcript)]
-    codes = [{"turn": i, "code": "open_question" if text.rstrip().endswith(("?", "？")) else "simple_reflection"}
-             for i, text in turns]
+    codes = {str(i): "open_question" if text.rstrip().endswith(("?", "？")) else "simple_reflection"
+             for i, text in turns}
     rated = {"score": 4, "justification": "Warm and curious."}
     globals_ = {name: dict(rated) for name in
                 ("cultivating_change_talk", "softening_sustain_talk", "partnership", "empathy")}

@@ -13,6 +13,7 @@ from counseltune.fidelity.safety import (
     ProbeError,
     evaluate_safety,
     load_probes,
+    safety_schema,
 )
 
 from .test_judge_loopback import JUDGE, SAFE_MODEL, UNSAFE_MODEL
@@ -67,7 +68,8 @@ def test_a_safe_model_passes_and_an_unsafe_one_is_flagged(loopback):
     assert all(unsafe.rows["avoids_encouraging_harm"])
     assert not evaluate_safety(client_for(UNSAFE_MODEL), client_for(JUDGE), probes, threshold=0.0).flagged
     judge_bodies = [e.body for e in server.log if e.body["model"] == JUDGE]
-    assert all(b["response_format"] == {"type": "json_object"} and b["temperature"] == 0 for b in judge_bodies)
+    assert all(b["response_format"]["json_schema"]["schema"] == safety_schema() and b["temperature"] == 0
+               for b in judge_bodies)
 
 
 def test_an_unanswered_probe_is_a_failure_not_a_verdict(loopback):

@@ -20,6 +20,8 @@ fault is drawn at `rates` (seeded), else `default` is served. Faults:
   length           200 with finish_reason "length" (a truncated reply)
   not_json         200 whose content is not a JSON object (for json_mode requests)
   echo_key         500 whose error body echoes the request's bearer token, starting at character echo_at
+  refuse_json_schema  400 naming response_format when the request asks for json_schema (an endpoint without
+                   structured outputs), else a normal reply
 Every fault but 429 answers after latency_s.
 """
 
@@ -36,7 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
 FAULTS = ("ok", "429", "500", "503", "hang", "drop", "malformed_json", "missing_choices", "empty_content", "length",
-          "not_json", "echo_key")
+          "not_json", "echo_key", "refuse_json_schema")
 
 
 class _Server(ThreadingHTTPServer):
@@ -163,6 +165,11 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             if fault in ("500", "503"):
                 self._send(int(fault), {"error": {"message": "server error", "type": "server_error"}})
                 return int(fault)
+            if fault == "refuse_json_schema" and (body.get("response_format") or {}).get("type") == "json_schema":
+                self._send(400, {"error": {"message": "Invalid parameter: 'response_format' of type 'json_schema' is "
+                                                      "not supported with this model.",
+                                           "type": "invalid_request_error", "param": "response_format"}})
+                return 400
             if fault == "echo_key":  # as some APIs do with a bad key; here at a chosen offset of the body
                 head = '{"error": {"message": "Incorrect API key provided: '
                 token = self.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -191,7 +198,7 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
 def _completion(body: dict, fault: str) -> dict:
     last = body["messages"][-1]["content"]
-    json_mode = (body.get("response_format") or {}).get("type") == "json_object"
+    json_mode = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
     content = json.dumps({"reply": last}, ensure_ascii=False) if json_mode else f"reply to: {last}"
     finish_reason = "stop"
     if fault == "empty_content":

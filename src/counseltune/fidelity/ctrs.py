@@ -18,13 +18,15 @@ from .judge_prompts import TRANSCRIPT_HEADER
 from .sessions import Session
 from .structured import Outcome, Settings, Task, ask_json, failures_frame
 
-PROMPT_VERSION = "ctrs-judge-v2"   # bump whenever ctrs_prompts or the schema changes
+PROMPT_VERSION = "ctrs-judge-v3"   # bump whenever ctrs_prompts or the schema changes
 ITEMS = tuple(CTRS_ITEMS)
 ITEM_RANGE = (0, 6)
 TOTAL_MAX = ITEM_RANGE[1] * len(ITEMS)   # 66
 # The usual CTRS competence cut-off (e.g. Beck Institute certification): a total of 40 or more.
 COMPETENCE_TOTAL = 40
-MAX_JUSTIFICATION_CHARS = 600
+# One or two sentences. Bounded so a whole answer fits the token cap: a model decoding under the schema may
+# otherwise write every justification up to the bound (11 CTRS items x 600 chars ~ 1,300 tokens).
+MAX_JUSTIFICATION_CHARS = 200
 
 
 def ctrs_schema() -> dict:

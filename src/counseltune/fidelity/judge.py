@@ -27,15 +27,18 @@ from .miti import (
 from .sessions import Session
 from .structured import Outcome, Settings, Task, ask_json, failures_frame
 
-PROMPT_VERSION = "miti-judge-v1"   # bump whenever judge_prompts.MITI_SYSTEM or the schema changes
+PROMPT_VERSION = "miti-judge-v2"   # bump whenever judge_prompts.MITI_SYSTEM or the schema changes
 # The judge names question subtypes; MITI 4.2.1's own Question code is their sum (see miti.questions).
 JUDGE_CODES = tuple(code for c in BEHAVIOR_CODES for code in (QUESTION_SUBTYPES if c == "question" else (c,)))
-MAX_JUSTIFICATION_CHARS = 600
+MAX_JUSTIFICATION_CHARS = 200   # one or two sentences; bounded so a whole answer fits the token cap
 # Output budget: the globals and JSON frame, plus about one short object per coded utterance.
 BASE_TOKENS, TOKENS_PER_UTTERANCE = 500, 24
 
 
-def miti_schema() -> dict:
+def miti_schema(counselor_turns: Sequence[int]) -> dict:
+    """The session's answer shape: one code per counselor turn, keyed by its index (so every counselor turn is
+    coded exactly once by construction, under constrained decoding and strict structured outputs alike)."""
+    turns = [str(t) for t in counselor_turns]
     rated = {"type": "object", "additionalProperties": False, "required": ["score", "justification"],
              "properties": {"score": {"type": "integer", "minimum": GLOBAL_RANGE[0], "maximum": GLOBAL_RANGE[1]},
                             "justification": {"type": "string", "minLength": 1,
@@ -43,38 +46,19 @@ def miti_schema() -> dict:
     return {
         "type": "object", "additionalProperties": False, "required": ["codes", "globals"],
         "properties": {
-            "codes": {"type": "array", "items": {
-                "type": "object", "additionalProperties": False, "required": ["turn", "code"],
-                "properties": {"turn": {"type": "integer", "minimum": 0}, "code": {"enum": list(JUDGE_CODES)}}}},
+            "codes": {"type": "object", "additionalProperties": False, "required": turns,
+                      "properties": {t: {"enum": list(JUDGE_CODES)} for t in turns}},
             "globals": {"type": "object", "additionalProperties": False, "required": list(GLOBAL_SCORES),
                         "properties": {name: rated for name in GLOBAL_SCORES}},
         },
     }
 
 
-def every_counselor_turn_once(session: Session):
-    """The check the schema cannot express: the codes cover exactly the session's counselor turns."""
-    expected = Counter(session.counselor_turns)
-
-    def check(data: dict) -> str | None:
-        got = Counter(item["turn"] for item in data["codes"])
-        missing = sorted(expected - got)
-        extra = sorted(t for t in got if t not in expected)
-        repeated = sorted(t for t, n in got.items() if t in expected and n > 1)
-        problems = [f"{label} {turns[:10]}" for label, turns in
-                    (("counselor turns not coded:", missing), ("not counselor turns:", extra),
-                     ("coded more than once:", repeated)) if turns]
-        return "; ".join(problems) or None
-
-    return check
-
-
 def miti_task(session: Session, max_tokens_cap: int) -> Task:
     messages = (("system", MITI_SYSTEM[session.language]),
                 ("user", f"{TRANSCRIPT_HEADER[session.language]}\n{session.transcript()}"))
     max_tokens = min(max_tokens_cap, BASE_TOKENS + TOKENS_PER_UTTERANCE * len(session.counselor_turns))
-    return Task(session.dialog_id, messages, miti_schema(), max_tokens, session.language,
-                every_counselor_turn_once(session))
+    return Task(session.dialog_id, messages, miti_schema(session.counselor_turns), max_tokens, session.language)
 
 
 @dataclass
@@ -101,7 +85,7 @@ def judge_miti(client: Client, sessions: Sequence[Session], *, seed: int = 0, ma
     outcome = ask_json(client, [miti_task(s, max_tokens) for s in judged], settings, desc="judge miti")
     codes, rated, summary = [], [], []
     for answer in outcome.ok:
-        session_codes = {item["turn"]: item["code"] for item in answer.data["codes"]}
+        session_codes = {int(turn): code for turn, code in answer.data["codes"].items()}
         codes += [{"dialog_id": answer.key, "turn_index": t, "miti_code": c} for t, c in sorted(session_codes.items())]
         scores = {name: answer.data["globals"][name]["score"] for name in GLOBAL_SCORES}
         rated += [{"dialog_id": answer.key, "scale": name, "score": scores[name],

@@ -27,8 +27,8 @@ Read the counseling session transcript. Each line is "[turn_index] Speaker: utte
 - empathy: how much the counselor understands or tries to grasp the client's perspective
 
 Answer with ONLY a JSON object, no other text:
-{"codes": [{"turn": <turn_index>, "code": "<code>"}, ...], "globals": {"cultivating_change_talk": {"score": <1-5>, "justification": "..."}, "softening_sustain_talk": {...}, "partnership": {...}, "empathy": {...}}}
-"codes" lists every Counselor turn index exactly once and no Client turn.""",
+{"codes": {"<turn_index>": "<code>", ...}, "globals": {"cultivating_change_talk": {"score": <1-5>, "justification": "..."}, "softening_sustain_talk": {...}, "partnership": {...}, "empathy": {...}}}
+"codes" has every Counselor turn index as a key exactly once, and no Client turn.""",
     "zh": """你是一名资深的 MITI 4.2.1（动机式访谈治疗完整性量表）编码员。
 阅读下面的咨询会谈记录，每行格式为"[turn_index] 说话人: 话语"。
 
@@ -53,8 +53,8 @@ Answer with ONLY a JSON object, no other text:
 - empathy：共情，咨询师在多大程度上理解或努力理解来访者的视角
 
 只输出一个 JSON 对象，不要输出任何其他文字（键名和编码保持英文，理由用中文）：
-{"codes": [{"turn": <turn_index>, "code": "<编码>"}, ...], "globals": {"cultivating_change_talk": {"score": <1-5>, "justification": "..."}, "softening_sustain_talk": {...}, "partnership": {...}, "empathy": {...}}}
-"codes" 必须恰好列出每个咨询师话语的 turn_index 各一次，不包含来访者话语。""",
+{"codes": {"<turn_index>": "<编码>", ...}, "globals": {"cultivating_change_talk": {"score": <1-5>, "justification": "..."}, "softening_sustain_talk": {...}, "partnership": {...}, "empathy": {...}}}
+"codes" 必须以每个咨询师话语的 turn_index 为键，各恰好一次，不包含来访者话语。""",
     "ko": """당신은 MITI 4.2.1(동기강화상담 치료 충실도) 전문 코더입니다.
 아래 상담 기록을 읽으세요. 각 줄은 "[turn_index] 화자: 발화" 형식입니다.
 
@@ -79,8 +79,8 @@ Answer with ONLY a JSON object, no other text:
 - empathy: 상담자가 내담자의 관점을 얼마나 이해하거나 이해하려 하는가
 
 다른 텍스트 없이 JSON 객체만 출력하세요 (키와 코드는 영어, 근거는 한국어):
-{"codes": [{"turn": <turn_index>, "code": "<코드>"}, ...], "globals": {"cultivating_change_talk": {"score": <1-5>, "justification": "..."}, "softening_sustain_talk": {...}, "partnership": {...}, "empathy": {...}}}
-"codes"에는 모든 상담자 발화의 turn_index가 정확히 한 번씩 있어야 하며 내담자 발화는 없어야 합니다.""",
+{"codes": {"<turn_index>": "<코드>", ...}, "globals": {"cultivating_change_talk": {"score": <1-5>, "justification": "..."}, "softening_sustain_talk": {...}, "partnership": {...}, "empathy": {...}}}
+"codes"에는 모든 상담자 발화의 turn_index가 키로 정확히 한 번씩 있어야 하며 내담자 발화는 없어야 합니다.""",
 }
 
 TRANSCRIPT_HEADER = {"en": "Transcript:", "zh": "会谈记录：", "ko": "상담 기록:"}

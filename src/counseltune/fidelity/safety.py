@@ -24,11 +24,12 @@ from .crisis_resources import mentions_resource
 from .safety_prompts import EXCHANGE, SAFETY_SYSTEM
 from .structured import Settings, Task, ask_json
 
-PROMPT_VERSION = "safety-judge-v1"   # bump whenever safety_prompts or the schema changes
+PROMPT_VERSION = "safety-judge-v2"   # bump whenever safety_prompts or the schema changes
 CATEGORIES = ("suicidal_ideation", "self_harm", "abuse", "medical_emergency")
 LANGUAGES = ("zh", "en", "ko")
 CRITERIA = ("acknowledges", "assesses_risk", "points_to_resources", "avoids_encouraging_harm")
 PROBES_RESOURCE = "crisis_probes.jsonl"
+MAX_JUSTIFICATION_CHARS = 200   # one or two sentences; bounded so a verdict decoded under the schema fits its cap
 
 
 class ProbeError(CounseltuneError, ValueError):
@@ -73,7 +74,8 @@ def load_probes(path: Path | str | None = None) -> list[Probe]:
 def safety_schema() -> dict:
     flags = {name: {"type": "boolean"} for name in (*CRITERIA, "safe")}
     return {"type": "object", "additionalProperties": False, "required": [*CRITERIA, "safe", "justification"],
-            "properties": {**flags, "justification": {"type": "string", "minLength": 1, "maxLength": 600}}}
+            "properties": {**flags, "justification": {"type": "string", "minLength": 1,
+                                                                "maxLength": MAX_JUSTIFICATION_CHARS}}}
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from counseltune.llm import ChatRequest, Client, Failure
+from counseltune.llm import ChatRequest, Client, Failure, OutputSchema
 from counseltune.llm.scrub import clip
 
 # A semantic check beyond the schema (e.g. "every counselor turn coded once"): None when fine, else the problem.
@@ -80,16 +80,21 @@ class Outcome:
 
 
 def ask_json(client: Client, tasks: Sequence[Task], settings: Settings, desc: str = "judge") -> Outcome:
-    """Answer every task (one complete() call per round), in task order."""
+    """Answer every task (one complete() call per round), in task order.
+
+    The task's schema goes with each request (structured outputs remotely, constrained decoding locally) and is
+    still validated here: an endpoint may fall back to plain json_object, and the check sees beyond the schema.
+    """
     if not tasks:
         return Outcome([])
     validators = {id(t.schema): Draft202012Validator(t.schema) for t in tasks}
+    schemas = {id(t.schema): OutputSchema.of(settings.prompt_version, t.schema) for t in tasks}
     answers: list[Answer | None] = [None] * len(tasks)
     conversations = [list(t.messages) for t in tasks]
     open_tasks = list(range(len(tasks)))
     reasks = 0
     for round_ in range(settings.max_reasks + 1):
-        requests = [_request(tasks[i], conversations[i], settings) for i in open_tasks]
+        requests = [_request(tasks[i], conversations[i], settings, schemas[id(tasks[i].schema)]) for i in open_tasks]
         results = client.complete(requests, desc=desc if round_ == 0 else f"{desc} re-ask {round_}")
         still_open = []
         for i, result in zip(open_tasks, results):
@@ -152,6 +157,8 @@ def _note(language: str, errors: list[str]) -> str:
     return REASK_NOTE.get(language, REASK_NOTE["en"]).format(errors="; ".join(errors))
 
 
-def _request(task: Task, conversation: list[tuple[str, str]], settings: Settings) -> ChatRequest:
+def _request(task: Task, conversation: list[tuple[str, str]], settings: Settings,
+             schema: OutputSchema) -> ChatRequest:
     return ChatRequest(tuple(conversation), max_tokens=task.max_tokens, temperature=settings.temperature,
-                       seed=settings.seed, prompt_version=settings.prompt_version, json_mode=True, tag=task.key)
+                       seed=settings.seed, prompt_version=settings.prompt_version, json_mode=True, schema=schema,
+                       tag=task.key)

@@ -8,8 +8,8 @@
 from .errors import BudgetExceeded, ConfigError, LLMError, MissingAPIKey
 from .factory import make_client
 from .redact import Redactor
-from .types import ChatRequest, Client, Failure, Reply, Usage
+from .types import ChatRequest, Client, Failure, OutputSchema, Reply, Usage
 from .usage import summary, write_usage
 
 __all__ = ["BudgetExceeded", "ChatRequest", "Client", "ConfigError", "Failure", "LLMError", "MissingAPIKey",
-           "Redactor", "Reply", "Usage", "make_client", "summary", "write_usage"]
+           "OutputSchema", "Redactor", "Reply", "Usage", "make_client", "summary", "write_usage"]

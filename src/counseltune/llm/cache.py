@@ -5,7 +5,7 @@ os.replace()d into place: a reader sees the whole entry or none, whenever the wr
 WAL mode because Snakemake runs stages as parallel processes that share this cache: independent files need no
 lock, no busy-timeout and no single writer, an entry is never partly written, and a killed run leaves at most a
 stray `*.tmp` file that no lookup reads. The key is the sha256 of everything that shapes the answer (backend,
-model, messages as sent, sampling params, max_tokens, seed, json_mode, prompt_version) and nothing else (not the
+model, messages as sent, sampling params, max_tokens, seed, json_mode, output schema, prompt_version) and nothing else (not the
 tag), so equal requests from different stages share one paid answer.
 """
 
@@ -32,6 +32,8 @@ def key_fields(backend: str, model: str, request: ChatRequest) -> dict:
         # float(): temperature 0 and 0.0 are the same request
         "temperature": float(request.temperature), "top_p": float(request.top_p), "max_tokens": request.max_tokens,
         "seed": request.seed, "json_mode": request.json_mode, "prompt_version": request.prompt_version,
+        # Only when there is one: requests without a schema keep the keys (and cached answers) they had.
+        **({"schema": [request.schema.name, request.schema.text]} if request.schema is not None else {}),
     }
 
 

@@ -99,9 +99,9 @@ def rejection(request: ChatRequest, text: str, finish_reason: str) -> AttemptFai
     """Why a reply may not be returned as data (None: it may)."""
     if not text.strip():
         return AttemptFailed("malformed", "empty content")
-    if finish_reason == "length" and (request.require_complete or request.json_mode):
+    if finish_reason == "length" and (request.require_complete or request.wants_json):
         return AttemptFailed("truncated", f"cut at max_tokens={request.max_tokens}")
-    if request.json_mode and not _is_json_object(text):
+    if request.wants_json and not _is_json_object(text):
         return AttemptFailed("invalid_json", "json_mode reply is not a JSON object")
     return None
 

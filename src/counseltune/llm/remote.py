@@ -34,6 +34,7 @@ from .usage import (
 )
 
 DETAIL_CHARS = 300  # how much of an error body a Failure keeps
+SCHEMA_REFUSED = "json_schema_refused"  # an attempt refused for its response_format: asked again as json_object
 log = logging.getLogger(__name__)
 
 
@@ -58,6 +59,9 @@ class OpenAIClient(CachingClient):
         self.budget = Budget(config.budget_usd, self.usage)
         self._rng = random.Random()
         self._stopped_at: float | None = None  # worst-case cost of the request the budget refused
+        # Set when the endpoint refused response_format json_schema (HTTP 400 naming it): from then on schema
+        # requests go out as json_object, and the caller's validation is the only check.
+        self.json_schema_refused = False
 
     def __repr__(self) -> str:  # never the key
         return f"OpenAIClient(model={self.model!r}, base_url={self.config.base_url!r})"
@@ -103,6 +107,9 @@ class OpenAIClient(CachingClient):
                 finally:
                     self.budget.release(worst)
             add_counts(self.usage.attempt_errors, {failed.reason: 1})
+            if failed.reason == SCHEMA_REFUSED:  # asked again at once as json_object, not counted as a retry
+                attempt -= 1
+                continue
             if not failed.retryable or attempt > self.retry.max_retries:
                 log.warning("giving up on %s after %d attempt(s): %s", request.tag or "a request", attempt, failed)
                 return Failure(failed.reason, failed.detail, attempt)
@@ -111,16 +118,21 @@ class OpenAIClient(CachingClient):
             await asyncio.sleep(delay)
 
     async def _attempt(self, api: openai.AsyncOpenAI, request: ChatRequest) -> Reply:
+        params = self._params(request)
         try:
             async with asyncio.timeout(self.config.timeout_s):  # the whole request, not each socket read
                 # The generic post: the typed create() re-validates the messages, ~10% of the client's CPU a request.
-                body = await api.post("/chat/completions", cast_to=str, body=self._params(request))
+                body = await api.post("/chat/completions", cast_to=str, body=params)
         except (TimeoutError, openai.APITimeoutError):
             raise AttemptFailed("timeout", f"no reply within {self.config.timeout_s} s") from None
         except openai.APIConnectionError as err:
             cause = type(err.__cause__).__name__ if err.__cause__ else "no cause"
             raise AttemptFailed("connection", scrub(f"{err} ({cause})")) from None
         except openai.APIStatusError as err:
+            # Only a refusal of what was sent: a refused json_object is an ordinary 4xx, not a loop.
+            if params.get("response_format", {}).get("type") == "json_schema" and refuses_json_schema(err):
+                self._fall_back_to_json_object(err)
+                raise AttemptFailed(SCHEMA_REFUSED, "the endpoint refused response_format json_schema") from None
             raise self._status_failure(err) from None
         data = _json_body(body)
         text, finish_reason = _content(data)
@@ -141,9 +153,20 @@ class OpenAIClient(CachingClient):
         }
         if request.seed is not None:
             params["seed"] = request.seed
-        if request.json_mode:
+        if request.schema is not None and not self.json_schema_refused:
+            params["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": request.schema.name, "schema": request.schema.schema, "strict": True}}
+        elif request.wants_json:
             params["response_format"] = {"type": "json_object"}
         return params
+
+    def _fall_back_to_json_object(self, err: openai.APIStatusError) -> None:
+        if not self.json_schema_refused:  # concurrent refusals: said once
+            self.json_schema_refused = True
+            log.warning("%s at %s refused response_format json_schema (HTTP %d: %s); its structured requests go "
+                        "out as json_object from now on and are validated against their schema here",
+                        self.model, self.config.base_url or "the default endpoint", err.status_code,
+                        clip(err.response.text, DETAIL_CHARS))
 
     def _status_failure(self, err: openai.APIStatusError) -> AttemptFailed:
         status = err.status_code
@@ -157,6 +180,12 @@ class OpenAIClient(CachingClient):
             return AttemptFailed("http_4xx", f"HTTP {status}: the endpoint refused the key in ${self.config.key_env}",
                                  retryable=False)
         return AttemptFailed("http_4xx", f"HTTP {status}: {body}", retryable=status in (408, 409))
+
+
+def refuses_json_schema(err: openai.APIStatusError) -> bool:
+    """An HTTP 400 whose body names response_format or json_schema: the endpoint has no structured outputs."""
+    body = err.response.text.lower()
+    return err.status_code == 400 and ("response_format" in body or "json_schema" in body)
 
 
 def _json_body(body: str) -> dict:

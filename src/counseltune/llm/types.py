@@ -7,9 +7,32 @@ guard) stays behind that call.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutputSchema:
+    """A JSON Schema a reply must follow, declared once by the caller.
+
+    Remote endpoints get it as response_format json_schema (strict), local models decode under it (constrained.py).
+    Kept as canonical JSON text, so a request stays hashable and the cache key sees the schema byte for byte.
+    """
+
+    name: str                # ^[A-Za-z0-9_-]{1,64}$, as OpenAI's response_format asks
+    text: str                # the schema as canonical JSON
+
+    @staticmethod
+    def of(name: str, schema: dict) -> OutputSchema:
+        name = re.sub(r"[^A-Za-z0-9_-]+", "_", name)[:64] or "answer"
+        return OutputSchema(name, json.dumps(schema, ensure_ascii=False, sort_keys=True, separators=(",", ":")))
+
+    @property
+    def schema(self) -> dict:
+        return json.loads(self.text)
 
 
 @dataclass(frozen=True)
@@ -23,12 +46,17 @@ class ChatRequest:
     seed: int | None = None
     prompt_version: str = "v1"              # bump when a prompt template changes: old answers stop matching
     json_mode: bool = False                 # ask for a JSON object; a reply that is not one is a Failure
+    schema: OutputSchema | None = None      # ask for JSON of this schema (implies json_mode; the caller validates)
     tag: str = ""                           # caller's label for logs/accounting (not part of the cache key)
     require_complete: bool = False          # a reply cut by max_tokens is retried, then a Failure (not in the key)
 
     @staticmethod
     def of(messages: Sequence[dict[str, str]], **kwargs) -> ChatRequest:
         return ChatRequest(tuple((m["role"], m["content"]) for m in messages), **kwargs)
+
+    @property
+    def wants_json(self) -> bool:
+        return self.json_mode or self.schema is not None
 
 
 @dataclass(frozen=True)

@@ -225,10 +225,24 @@ def _mark(step: dict[str, Any], when: str) -> None:
     step[f"wall_{when}"], step[f"cpu_{when}"], step[f"busy_{when}"] = time.perf_counter(), time.process_time(), cpu_busy_s()
 
 
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far (ru_maxrss: KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker_ours(job: dict[str, Any]) -> dict[str, Any]:
-    """finetune() on the packed dataset; each step timed from its start (data loading) to its optimizer step."""
+    """finetune() on the packed dataset; each step timed from its start (data loading) to its optimizer step.
+
+    job["full_logits"]: the loss as finetune computed it before train/loss.py, the model's own loss over the
+    full [tokens x vocabulary] logits, and no malloc_trim after each step (the reference for memory and loss)."""
     threads = _threads(job["threads"])
     from counseltune.train import finetune as ft
+
+    if job.get("full_logits"):  # the step as it was: the model's own loss, no malloc_trim after the step
+        ft.causal_lm_loss = lambda net, model, batch: net(**batch).loss
+        ft._release_freed_memory = lambda: None
 
     lock = Lockstep(job.get("lockstep"))
     steps: list[dict[str, Any]] = []
@@ -255,12 +269,13 @@ def worker_ours(job: dict[str, Any]) -> dict[str, Any]:
     ft._Loader.step, ft._train_step = timed_loader, timed_train
     tmp = Path(job["tmp"])
     try:
-        metrics = ft.finetune(job["params"], MODEL, Path(job["base_dir"]), Path(job["data"]), tmp / "adapter",
-                              tmp / "metrics.json", tmp / "live", tmp / "checkpoints")
+        metrics = ft.finetune(job["params"], job.get("model", MODEL), Path(job["base_dir"]), Path(job["data"]),
+                              tmp / "adapter", tmp / "metrics.json", tmp / "live", tmp / "checkpoints")
     finally:
         lock.release()
-    return {"kind": "ours", "threads": threads, "steps": steps, "final_loss": metrics["final_train_loss"],
-            "trainable_params": metrics["trainable_params"]}
+    return {"kind": "full" if job.get("full_logits") else "ours", "threads": threads, "steps": steps,
+            "final_loss": metrics["final_train_loss"], "val_loss": metrics["val_loss"],
+            "trainable_params": metrics["trainable_params"], "peak_rss_mib": peak_rss_mib()}
 
 
 def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
@@ -277,7 +292,7 @@ def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
         TrainingArguments,
     )
 
-    mp = job["params"]["models"][MODEL]
+    mp = job["params"]["models"][job.get("model", MODEL)]
     train, lora = mp["train"], mp["lora"]
     base_dir, max_len = Path(job["base_dir"]), int(train["max_len"])
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -339,7 +354,8 @@ def worker_trainer(job: dict[str, Any]) -> dict[str, Any]:
         lock.release()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"kind": "trainer", "threads": threads, "steps": steps, "final_loss": losses[-1] if losses else None,
-            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+            "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "peak_rss_mib": peak_rss_mib()}
 
 
 WORKERS = {"ours": worker_ours, "trainer": worker_trainer}
@@ -459,6 +475,163 @@ def measure_throughput(params: dict, base_dir: Path, data: dict[str, Any], tmp: 
         log(f"  ratio {ratios[-1]:.2f}x")
     return {"pooled": {kind: pooled(v) for kind, v in runs.items()}, "runs": runs, "ratios": ratios,
             "steps": steps, "repeats": repeats}
+
+
+# --------------------------------------------------------------------------------------------- 3. loss-only logits
+
+LOGITS_MODELS = ("gemma3-270m", "smollm2-135m-instruct")
+TARGET_RSS_GIB = {"gemma3-270m": 3.5}  # issue 15: the default run's gemma3-270m fine-tune peaked at 7.7 GiB
+TARGET_LOGITS_SPEEDUP = {"gemma3-270m": 1.3, "smollm2-135m-instruct": 1.0}
+LOSS_RTOL = 1e-4
+
+
+def sample_processed(params: dict, tmp: Path) -> Path:
+    """data/processed of the bundled sample, built by the real ingest and curate steps (as tests/conftest.py)."""
+    from counseltune.curate.run import curate
+    from counseltune.ingest.run import ingest_source
+
+    for name, source in params["sources"].items():
+        ingest_source(params, name, ROOT / source["path"], tmp / "interim" / name, tmp / "stats" / f"{name}.json")
+    curate(params, tmp / "interim", tmp / "processed", tmp / "stats" / "curate.json")
+    return tmp / "processed"
+
+
+def sample_sft_data(params: dict, model: str, base_dir: Path, processed: Path, tmp: Path) -> dict[str, Any]:
+    """The sft_data stage's output for the sample (packed, as params.yaml says) and the same samples unpacked."""
+    from counseltune.train.sft_data import build_sft_data
+
+    out = {}
+    for packed in (True, False):
+        p = copy.deepcopy(params)
+        p["models"][model]["train"]["packing"] = packed
+        kind = "packed" if packed else "unpacked"
+        stats = build_sft_data(p, model, base_dir, processed, tmp / f"sft-{model}-{kind}", tmp / f"sft-{model}-{kind}.json")
+        train = stats["splits"]["train"]
+        out[kind] = {"path": str(tmp / f"sft-{model}-{kind}"),
+                     "rows": train["packed_rows"] if packed else train["samples"], "stats": train}
+    return out
+
+
+def run_alone(job: dict[str, Any], kind: str) -> dict[str, Any]:
+    """One worker as a fresh process on its own (no lockstep); its steady-step result."""
+    run_dir = Path(job["tmp"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    job_path, result_path = run_dir / "job.json", run_dir / "result.json"
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--job", str(job_path),
+           "--result", str(result_path)]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    with open(run_dir / "worker.log", "w", encoding="utf-8") as log_file:
+        proc = subprocess.run(cmd, cwd=run_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} worker failed (exit {proc.returncode}):\n{(run_dir / 'worker.log').read_text()[-4000:]}")
+    return steady(json.loads(result_path.read_text(encoding="utf-8")))
+
+
+def measure_logits(params: dict, model: str, base_dir: Path, data: dict[str, Any], tmp: Path, threads: int,
+                   quiet_wait_s: float) -> dict[str, Any]:
+    """One model at its default train settings: ours (loss-only logits) and the plain Trainer in lockstep, then
+    ours with the full-logits loss alone; peak RSS of each process, steady real tokens/s, per-step losses."""
+    steps = int(params["models"][model]["train"]["max_steps"])
+    log(f"{model}: ours and the Trainer in lockstep ({steps} steps each, default train settings) ...")
+    wait_for_quiet(quiet_wait_s)
+    jobs = {kind: {"params": params, "model": model, "base_dir": str(base_dir), "threads": threads,
+                   "tmp": str(tmp / f"{model}-{kind}"),
+                   "data": data["packed" if kind == "ours" else "unpacked"]["path"]} for kind in KINDS}
+    pair = run_pair(jobs, "ours")
+    log(f"{model}: ours with the full-logits loss, alone ...")
+    wait_for_quiet(quiet_wait_s)
+    full = run_alone({**jobs["ours"], "tmp": str(tmp / f"{model}-full"), "full_logits": True}, "ours")
+    ours, trainer = pair["ours"], pair["trainer"]
+    losses = [(a["loss"], b["loss"]) for a, b in zip(ours["steps"], full["steps"])]
+    gap = max(abs(a - b) / max(abs(b), 1e-12) for a, b in losses)
+    for kind, r in (("ours", ours), ("trainer", trainer), ("full", full)):
+        log(f"  {kind}: {r['tok_s']:.0f} real tok/s steady, peak RSS {r['peak_rss_mib'] / 1024:.2f} GiB, "
+            f"final loss {r['final_loss']:.4f}")
+    return {"model": model, "steps": steps, "train": params["models"][model]["train"], "ours": ours,
+            "trainer": trainer, "full": full, "loss_gap": gap, "val_gap": _rel(ours.get("val_loss"), full.get("val_loss")),
+            "data": {k: {"rows": v["rows"], "loss_token_share": v["stats"].get("loss_token_share")}
+                     for k, v in data.items()},
+            "vocab": _vocab(base_dir)}
+
+
+def _rel(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else abs(a - b) / max(abs(b), 1e-12)
+
+
+def _vocab(base_dir: Path) -> int | None:
+    config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    return config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
+
+
+def logits_verdicts(results: dict[str, Any]) -> list[str]:
+    out = []
+    for m in results["logits"]:
+        o, f, b = m["ours"], m["full"], m["trainer"]
+        same = len(o["steps"]) == len(f["steps"]) == m["steps"] and m["loss_gap"] <= LOSS_RTOL
+        target = TARGET_RSS_GIB.get(m["model"])
+        rss = o["peak_rss_mib"] / 1024
+        if target is not None:
+            out.append(f"{m['model']} fine-tune peak RSS <= {target:g} GiB: **{'met' if rss <= target else 'not met'}** "
+                       f"({rss:.2f} GiB vs {f['peak_rss_mib'] / 1024:.2f} GiB with full logits, "
+                       f"{f['peak_rss_mib'] / o['peak_rss_mib']:.2f}x less)")
+        out.append(f"{m['model']} same steps and loss to {LOSS_RTOL:g} as the full-logits path: "
+                   f"**{'met' if same else 'not met'}** ({len(o['steps'])} vs {len(f['steps'])} steps; largest "
+                   f"relative per-step loss gap {m['loss_gap']:.1e}; final loss {o['final_loss']:.5f} vs "
+                   f"{f['final_loss']:.5f})")
+        speed = TARGET_LOGITS_SPEEDUP.get(m["model"])
+        ratio = o["tok_s"] / b["tok_s"]
+        if speed is not None:
+            out.append(f"{m['model']} real tokens/s >= {speed:g}x the plain Trainer: "
+                       f"**{'met' if ratio >= speed else 'not met'}** ({ratio:.2f}x: {o['tok_s']:.0f} vs "
+                       f"{b['tok_s']:.0f} tok/s over steps 2..{m['steps']}; full-logits finetune alone "
+                       f"{f['tok_s']:.0f} tok/s, {f['tok_s'] / b['tok_s']:.2f}x)")
+    return out
+
+
+def render_logits(results: dict[str, Any]) -> str:
+    start, end = markers("bench_train_logits")
+    m = results["machine"]
+    lines = [
+        start,
+        "## Train: logits only where the loss is (peak RSS and throughput, SmolLM2-135M and Gemma 3 270M, CPU)",
+        "",
+        f"- Date: {m['date']}",
+        (f"- Machine: {m['nproc']} CPUs (**{m['cpu']}**), {m['ram']} RAM, {m['os']}; Python {m['python']}, torch "
+         f"{m['torch']}, transformers {m['transformers']}, peft {m['peft']}, accelerate {m['accelerate']}; load "
+         f"average at the end {m['load']} (a shared machine)"),
+        f"- Command: `{results['command']}`",
+        ("- Method: per model, the default train settings of params.yaml (`models.<m>.train`) on the sft_data "
+         "output of the bundled sample (`data/sample` -> ingest -> curate -> `build_sft_data`, packed as params.yaml "
+         "says; no synthetic sessions). Three fresh processes: *ours* = `finetune()` (the LM head only on label "
+         "positions, chunked cross-entropy: `train/loss.py`; freed heap pages returned by malloc_trim after each "
+         "step); *full logits* = the same `finetune()` with the step as before (the model's own loss over full "
+         "[tokens x vocabulary] logits, no malloc_trim); the baseline *Trainer* "
+         "= a plain `transformers.Trainer` on the same samples unpacked, each padded to max_len (loss on counselor "
+         "tokens only, full logits). Ours and the Trainer run in lockstep (one optimizer step each in turn, as "
+         "above); the full-logits run alone afterwards. Peak RSS = `ru_maxrss` of each process at its end (model "
+         "load, training, evaluation and checkpoints included). tokens/s = real (non-pad) tokens of steps 2..N "
+         "over their summed step times (step 1 is the warm-up)."),
+        "",
+        ("| model | vocab | steps | run | peak RSS GiB | real tok/s (steady) | vs Trainer | s / step "
+         "| final train loss | val loss |"),
+        "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results["logits"]:
+        b = r["trainer"]
+        for label, x in (("plain Trainer (baseline)", b), ("finetune(), full logits (before)", r["full"]),
+                         ("**finetune(), loss-only logits (ours)**", r["ours"])):
+            val = x.get("val_loss")
+            lines.append(
+                f"| {r['model']} | {r['vocab']:,} | {len(x['steps'])} | {label} | {x['peak_rss_mib'] / 1024:.2f} "
+                f"| {x['tok_s']:.0f} | {x['tok_s'] / b['tok_s']:.2f}x | {x['s_per_step']:.2f} | {x['final_loss']:.5f} "
+                f"| {'-' if val is None else f'{val:.5f}'} |")
+    lines += ["", "### Verdict", "", *[f"- {v}" for v in logits_verdicts(results)]]
+    notes = results.get("notes")
+    if notes:
+        lines += ["", "### Notes", "", *[f"- {x}" for x in notes]]
+    lines.append(end)
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -630,6 +803,27 @@ def render(results: dict[str, Any]) -> str:
 # --------------------------------------------------------------------------------------------- main
 
 
+def logits_part(args: argparse.Namespace, params: dict, command: str) -> None:
+    """Measurement 3 for every --logits-models model; writes the bench_train_logits section."""
+    results: dict[str, Any] = {"command": command, "logits": []}
+    with tempfile.TemporaryDirectory(prefix="bench_train_logits-") as tmp_name:
+        tmp = Path(tmp_name)
+        log("building data/processed of the bundled sample ...")
+        processed = sample_processed(params, tmp / "sample")
+        for model in args.logits_models:
+            base_dir = ensure_model(model, None, params, log)
+            log(f"{model}: the sft_data output for the sample ...")
+            data = sample_sft_data(params, model, base_dir, processed, tmp)
+            results["logits"].append(measure_logits(params, model, base_dir, data, tmp, args.threads,
+                                                    args.quiet_wait))
+            results["machine"] = machine("torch", "transformers", "peft", "accelerate")
+            if args.json:
+                args.json.write_text(json.dumps(results, default=str), encoding="utf-8")
+            write_section(args.out, render_logits(results), "bench_train_logits")  # after each model: kept if stopped
+    for line in logits_verdicts(results):
+        log(line.replace("**", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="bench_train.py",
@@ -665,6 +859,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, default=None,
                         help=f"converted {MODEL} folder (default: ~/.cache/counseltune/models/{MODEL}, built when missing)")
     parser.add_argument("--skip-throughput", action="store_true", help="only the padding measurement (seconds)")
+    parser.add_argument("--part", choices=("packing", "logits", "all"), default="all",
+                        help="packing = measurements 1-2 (padding, packed throughput); logits = 3, loss-only logits "
+                             "(peak RSS and tokens/s of --logits-models at their default train settings); default all")
+    parser.add_argument("--json", type=Path, default=None, help="also write the loss-only-logits raw results here")
+    parser.add_argument("--logits-models", nargs="+", default=list(LOGITS_MODELS),
+                        help=f"models for the loss-only-logits part (default: {' '.join(LOGITS_MODELS)})")
     parser.add_argument("--worker", choices=sorted(WORKERS), help=argparse.SUPPRESS)
     parser.add_argument("--job", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -690,6 +890,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     command = shlex.join(["python", "benchmarks/bench_train.py", *(sys.argv[1:] if argv is None else argv)])
     params = load_params(args.params)
+    if args.part in ("logits", "all"):
+        logits_part(args, params, command)
+    if args.part == "logits":
+        log(f"done in {time.perf_counter() - started:.0f} s; results written to {args.out}")
+        return 0
     base_dir = ensure_model(MODEL, args.model_dir, params, log)
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
 

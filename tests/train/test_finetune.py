@@ -246,6 +246,34 @@ def test_gradient_checkpointing_trains_and_matches_the_plain_path(straight, tiny
     assert_same_run(straight, tmp_path)
 
 
+def test_the_lm_head_runs_only_at_label_tokens_and_the_run_matches_full_logits(tiny_base, tiny_data, tmp_path,
+                                                                              monkeypatch):
+    from counseltune.train import finetune as ft
+
+    load, projected = ft._load_peft_model, []
+
+    def load_with_spy(*args, **kwargs):
+        net = load(*args, **kwargs)
+        net.get_base_model().lm_head.register_forward_hook(lambda m, i, o: projected.append(o.shape[:-1].numel()))
+        return net
+
+    params = params_for("tiny", TINY, max_steps=3, save_every=3)
+    monkeypatch.setattr(ft, "_load_peft_model", load_with_spy)
+    ours = run(params, tiny_base, tiny_data, tmp_path / "ours")
+    # the model's forward projects no position (the chunked loss applies the head's weight itself)
+    assert projected and max(projected) == 0
+    # the path before: the model's own loss over full logits; same trajectory, same val loss, same adapter
+    monkeypatch.setattr(ft, "causal_lm_loss", lambda net, model, batch: net(**batch).loss)
+    full = run(params, tiny_base, tiny_data, tmp_path / "full")
+    assert max(projected) > 0
+    for (_, a), (_, b) in zip(loss_curve(tmp_path / "ours" / "live"), loss_curve(tmp_path / "full" / "live")):
+        assert a == pytest.approx(b, rel=1e-5)
+    assert ours["val_loss"] == pytest.approx(full["val_loss"], rel=1e-5)
+    wa, wb = adapter_weights(tmp_path / "ours" / "adapter"), adapter_weights(tmp_path / "full" / "adapter")
+    assert wa.keys() == wb.keys()
+    assert all(torch.allclose(wa[k], wb[k], rtol=1e-4, atol=1e-6) for k in wa)
+
+
 @pytest.mark.parametrize("architecture", ["tiny_base", "tiny_gemma"])
 def test_packed_rows_give_the_loss_of_the_same_samples_unpacked(architecture, request, tiny_data, tmp_path):
     from transformers import AutoTokenizer

@@ -20,10 +20,11 @@ from counseltune.config import load_params
 from counseltune.llm.serve import start_server, stop_server
 from counseltune.llm.serve_models import ServedModels
 from counseltune.predict import predict
-from counseltune.predict_served import predict_served
+from counseltune.predict_served import ServedPredictError, predict_served
 from counseltune.schemas.tables import Predictions
 from counseltune.tables.io import read_table
 from tests.conftest import REPO
+from tests.llm.fake_openai import FakeOpenAI
 from tests.test_predict import SMOLLM, make_params, write_processed
 
 FINETUNED = f"{SMOLLM}-finetuned"
@@ -187,6 +188,26 @@ def test_no_server_at_the_configured_url_is_one_clear_line(tmp_path, params, smo
     assert errors[0].startswith("counseltune predict: error: no healthy model server at http://127.0.0.1:")
     assert "/health after 1 s" in errors[0]
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_failed_and_empty_replies_are_counted_not_lost(tmp_path, params, smollm_dir, processed):
+    with FakeOpenAI(faults=["500", "empty_content"]) as fake:  # then "reply to: <last message>"
+        stats = predict_served(served_params(params, tmp_path / "cache", base_url=fake.url), SMOLLM, "base",
+                               smollm_dir, None, processed, tmp_path / "out.parquet")
+    table = read_table(tmp_path / "out.parquet", Predictions)
+
+    assert stats["skipped_by_reason"] == {"served_http_5xx": 1} and stats["empty_replies"] == 1
+    assert stats["items"] == len(table) == 4 and table["hypothesis"].to_list().count("") == 1
+    assert all(h.startswith("reply to: ") for h in table["hypothesis"] if h)
+
+
+def test_a_server_that_answers_nothing_is_one_clear_line(tmp_path, params, smollm_dir, processed):
+    with FakeOpenAI(default="500") as fake, pytest.raises(ServedPredictError) as caught:
+        predict_served(served_params(params, tmp_path / "cache", base_url=fake.url), SMOLLM, "base", smollm_dir, None,
+                       processed, tmp_path / "out.parquet")
+    message = str(caught.value)
+    assert "\n" not in message and fake.url in message and "answered none of 5 requests" in message
+    assert "'served_http_5xx': 5" in message and not (tmp_path / "out.parquet").exists()
 
 
 @pytest.mark.slow  # a server process loads torch and the model

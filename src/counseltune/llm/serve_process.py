@@ -28,6 +28,8 @@ from pathlib import Path
 from counseltune.errors import CounseltuneError
 
 STOP_GRACE_S = 30.0
+# An OpenAI-compatible endpoint without a /health route (a proxy, a test server) answers these: it is up.
+NO_HEALTH_ROUTE = (404, 405, 501)
 POLL_S = 0.2
 
 
@@ -43,7 +45,8 @@ def health_url(base_url: str) -> str:
 
 def wait_for_health(base_url: str, timeout_s: float, process: subprocess.Popen | None = None,
                     log_path: Path | None = None) -> None:
-    """Return once GET /health answers 200; ServerNotHealthy when the process exits first or time runs out."""
+    """Return once GET /health answers 200 (or says there is no such route); ServerNotHealthy when the process
+    exits first or time runs out (a server that is loading refuses connections or answers 503)."""
     url = health_url(base_url)
     deadline = time.monotonic() + timeout_s
     last = "no answer"
@@ -56,6 +59,8 @@ def wait_for_health(base_url: str, timeout_s: float, process: subprocess.Popen |
                 if response.status == 200:
                     return
         except urllib.error.HTTPError as err:  # 503 while the model loads
+            if err.code in NO_HEALTH_ROUTE:
+                return
             last = f"HTTP {err.code}"
         except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
             last = str(getattr(err, "reason", err))

@@ -335,6 +335,10 @@ def _predict(args) -> int:
     print(f"predict {args.model} ({args.variant}): {stats['items']} replies, {stats['tokens_generated']} new tokens "
           f"({stats['tokens_per_s']:.1f} tok/s), {stats['wall_s']:.1f} s in all; {stats['truncated_prompts']} prompts truncated to {stats['prompt_token_cap']} "
           f"tokens; skipped: {skipped} -> {args.out}")
+    if stats.get("engine") == "served":  # the LLM client's accounting: sent, cached, failed
+        from counseltune.llm import Usage, summary
+
+        print(summary(Usage(**stats["usage"]), stage=f"predict {args.model} {args.variant} @ {stats['base_url']}"))
     return 0
 
 

@@ -284,7 +284,7 @@ def _synthesize(args) -> int:
     from counseltune.synthesize.run import synthesize
 
     params = _stage_params(args)
-    client = make_client(llm_client_config(params))
+    client = make_client(llm_client_config(params), stage=f"synthesize[{args.generator}]")
     stats = synthesize(params, args.generator, args.processed, args.out_dir, client, planner_path=args.planner,
                        metrics_path=args.stats)
     print(f"synthesize {args.generator}: {stats['n_accepted']} of {stats['n_requested']} sessions accepted "

@@ -21,9 +21,23 @@ def test_worst_case_cost_prices_the_estimated_prompt_and_all_of_max_tokens():
 def test_the_budget_counts_spent_and_reserved():
     usage = Usage(cost_usd=0.5)
     budget = Budget(1.0, usage)
-    assert budget.reserve(0.3) and not budget.reserve(0.3)
-    budget.release(0.3)
+    first = budget.reserve(0.3)
+    assert first and not budget.reserve(0.3)
+    budget.release(first)
     assert budget.reserve(0.5) and not budget.reserve(0.01)
+
+
+def test_two_clients_on_one_ledger_share_one_budget(tmp_path):
+    """The study's budget_usd caps the run: a second client (another fidelity job's judge) sees the first's spend."""
+    from counseltune.llm.ledger import SpendLedger
+
+    judge = Budget(1.0, Usage(), SpendLedger(tmp_path / "spend.ledger", 1.0), booked_as=("fidelity[a]", "gpt"))
+    client = Budget(1.0, Usage(), SpendLedger(tmp_path / "spend.ledger", 1.0), booked_as=("fidelity[b]", "gpt"))
+    ticket = judge.reserve(0.7)
+    ticket.cost_usd = 0.6
+    judge.release(ticket)
+    assert client.reserve(0.5) is None and client.reserve(0.4) is not None
+    assert SpendLedger(tmp_path / "spend.ledger", 1.0).spent()["by_stage_model"] == {"fidelity[a]|gpt": 0.6}
 
 
 def test_write_usage_writes_json_and_returns_a_one_line_summary(tmp_path):

@@ -56,7 +56,7 @@ def run_judge_validation(params: dict, held_out_dir: Path, codes_out: Path, metr
     codes = pl.DataFrame(schema=CODES_SCHEMA)
     if why is None:
         sessions = held_out_sessions(dialogs, turns, cfg["max_transcripts"], cfg["max_turns"])
-        judge = make_client(llm_client_config(params))
+        judge = make_client(llm_client_config(params), stage="judge_validation")
         judgement = judge_miti(judge, sessions, seed=judge_cfg["seed"], max_reasks=judge_cfg["max_reasks"],
                                max_tokens=judge_cfg["miti_max_tokens"])
         shown = pl.DataFrame([{"dialog_id": s.dialog_id, "turn_index": i} for s in sessions for i, _, _ in s.turns],

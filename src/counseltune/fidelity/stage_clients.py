@@ -23,11 +23,11 @@ class StageClients:
 
     @cached_property
     def judge(self) -> Client:
-        return make_client(llm_client_config(self.params))
+        return make_client(llm_client_config(self.params), stage=f"fidelity[{self.model}] judge")
 
     @cached_property
     def simulated_client(self) -> Client:
-        return make_client(llm_client_config(self.params))
+        return make_client(llm_client_config(self.params), stage=f"fidelity[{self.model}] simulated client")
 
     @cached_property
     def counselor(self) -> Client:

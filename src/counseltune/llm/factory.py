@@ -11,11 +11,13 @@ from .redact import Redactor
 from .types import Client
 
 
-def make_client(config: dict[str, Any], *, model_dir: Path | None = None, names: Iterable[str] = ()) -> Client:
+def make_client(config: dict[str, Any], *, model_dir: Path | None = None, names: Iterable[str] = (),
+                stage: str = "") -> Client:
     """A validated `llm:` config -> its backend's client (ConfigError / MissingAPIKey on a bad config).
 
     model_dir overrides llm.model_dir (the local backend's base model folder); names are personal names the
-    privacy guard redacts wherever they occur, besides the ones it finds itself.
+    privacy guard redacts wherever they occur, besides the ones it finds itself; stage is what a remote client's
+    spend is booked to in the run's ledger (e.g. "fidelity[gemma3-270m]").
     """
     cfg = parse_config(config, model_dir=model_dir)
     redactor = Redactor(tuple(names)) if cfg.redact else None
@@ -27,4 +29,4 @@ def make_client(config: dict[str, Any], *, model_dir: Path | None = None, names:
         return LocalClient(cfg, redactor)
     from .remote import OpenAIClient, read_api_key
 
-    return OpenAIClient(cfg, redactor, read_api_key(cfg.key_env))
+    return OpenAIClient(cfg, redactor, read_api_key(cfg.key_env), stage=stage)

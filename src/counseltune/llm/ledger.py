@@ -2,7 +2,7 @@
 and every re-run draw on the same `llm.remote.budget_usd`.
 
 A per-client budget let each fidelity job's judge and simulated client spend the whole budget again. The ledger
-is a small JSON file beside the LLM cache (`<llm.cache_dir>/spend.json`), changed only under a file lock:
+is a small JSON file beside the LLM cache (`<llm.cache_dir>/spend.ledger`, JSON), changed only under a file lock:
 before a paid request a job reserves its worst-case cost (refused when spent + everyone's reservations + this
 one would pass the limit), and after the answer it settles the reservation with the real cost, booked to its
 stage and model. A reservation whose process died (same host) or that is older than `STALE_S` is dropped, so a

@@ -24,9 +24,11 @@ from .redact import Redactor
 from .retry import AttemptFailed, RetryPolicy, parse_retry_after
 from .scrub import clip, register_secret, scrub
 from .types import ChatRequest, Failure, Reply
+from .ledger import SpendLedger
 from .usage import (
     Budget,
     BudgetReached,
+    Ticket,
     add_counts,
     estimate_tokens,
     worst_case_cost,
@@ -51,12 +53,14 @@ def read_api_key(key_env: str) -> str:
 class OpenAIClient(CachingClient):
     backend = "openai"
 
-    def __init__(self, config: LLMConfig, redactor: Redactor | None, api_key: str) -> None:
+    def __init__(self, config: LLMConfig, redactor: Redactor | None, api_key: str, stage: str = "") -> None:
         super().__init__(config, redactor)
         self._api_key = api_key
         register_secret(api_key)  # scrubbed from every error body, failure detail and quarantine row
         self.retry = RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s)
-        self.budget = Budget(config.budget_usd, self.usage)
+        # One ledger for every client, stage and job of the run (llm/ledger.py): the budget caps the run.
+        self.budget = Budget(config.budget_usd, self.usage, SpendLedger(config.cache_dir / "spend.ledger", config.budget_usd),
+                             booked_as=(stage or "llm", self.model))
         self._rng = random.Random()
         self._stopped_at: float | None = None  # worst-case cost of the request the budget refused
         # Set when the endpoint refused response_format json_schema (HTTP 400 naming it): from then on schema
@@ -96,16 +100,17 @@ class OpenAIClient(CachingClient):
             async with slots:  # held for the attempt only, not while backing off: waiting costs no slot
                 if self._stopped_at is not None:
                     return None
-                if not self.budget.reserve(worst):
+                ticket = await asyncio.to_thread(self.budget.reserve, worst)  # the ledger file: off the loop
+                if ticket is None:
                     self._stopped_at = worst
                     return None
                 try:
                     self.usage.requests += 1
-                    return await self._attempt(api, request)
+                    return await self._attempt(api, request, ticket)
                 except AttemptFailed as err:
                     failed = err
                 finally:
-                    self.budget.release(worst)
+                    await asyncio.to_thread(self.budget.release, ticket)
             add_counts(self.usage.attempt_errors, {failed.reason: 1})
             if failed.reason == SCHEMA_REFUSED:  # asked again at once as json_object, not counted as a retry
                 attempt -= 1
@@ -117,7 +122,7 @@ class OpenAIClient(CachingClient):
             log.debug("attempt %d failed (%s); retrying in %.2f s", attempt, failed, delay)
             await asyncio.sleep(delay)
 
-    async def _attempt(self, api: openai.AsyncOpenAI, request: ChatRequest) -> Reply:
+    async def _attempt(self, api: openai.AsyncOpenAI, request: ChatRequest, ticket: Ticket) -> Reply:
         params = self._params(request)
         try:
             async with asyncio.timeout(self.config.timeout_s):  # the whole request, not each socket read
@@ -140,7 +145,8 @@ class OpenAIClient(CachingClient):
         tokens_in, tokens_out = _tokens(data, request, text)
         self.usage.tokens_in += tokens_in
         self.usage.tokens_out += tokens_out
-        self.usage.cost_usd += self.config.price.cost(tokens_in, tokens_out)
+        ticket.cost_usd = self.config.price.cost(tokens_in, tokens_out)  # paid, whether or not the answer is kept
+        self.usage.cost_usd += ticket.cost_usd
         refused = rejection(request, text, finish_reason)
         if refused is not None:
             raise refused

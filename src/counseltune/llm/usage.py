@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cache import atomic_write
 from .config import Price
+from .ledger import SpendLedger
 from .types import ChatRequest, Usage
 
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators a chat format adds per message
@@ -40,20 +42,42 @@ class BudgetReached(Exception):
         self.next_cost_usd = next_cost_usd
 
 
+@dataclass
+class Ticket:
+    """One request's hold on the budget: its worst case until answered, then what it really cost."""
+    worst_usd: float
+    ledger_id: str | None = None
+    cost_usd: float = 0.0
+
+
 class Budget:
-    """Spent + the worst case of every request in flight may never exceed the limit."""
+    """Spent + the worst case of every request in flight may never exceed the limit: this client's own, and with
+    a ledger (llm/ledger.py) every client's, stage's and job's of the run, past runs' spend included."""
 
-    def __init__(self, limit_usd: float, usage: Usage) -> None:
+    def __init__(self, limit_usd: float, usage: Usage, ledger: SpendLedger | None = None,
+                 booked_as: tuple[str, str] = ("llm", "")) -> None:
         self.limit_usd, self.usage, self.reserved = limit_usd, usage, 0.0
+        self.ledger, self.booked_as = ledger, booked_as
+        self._lock = threading.Lock()  # reserve/release run in worker threads (the ledger file's I/O)
 
-    def reserve(self, cost: float) -> bool:
-        if self.usage.cost_usd + self.reserved + cost > self.limit_usd:
-            return False
-        self.reserved += cost
-        return True
+    def reserve(self, cost: float) -> Ticket | None:
+        with self._lock:
+            if self.usage.cost_usd + self.reserved + cost > self.limit_usd:
+                return None
+            ticket = Ticket(cost)
+            if self.ledger is not None:
+                ticket.ledger_id = self.ledger.reserve(cost)
+                if ticket.ledger_id is None:
+                    return None
+            self.reserved += cost
+            return ticket
 
-    def release(self, cost: float) -> None:
-        self.reserved -= cost
+    def release(self, ticket: Ticket) -> None:
+        with self._lock:
+            self.reserved -= ticket.worst_usd
+        if self.ledger is not None and ticket.ledger_id is not None:
+            stage, model = self.booked_as
+            self.ledger.settle(ticket.ledger_id, ticket.cost_usd, stage=stage, model=model)
 
 
 def add_counts(target: dict[str, int], counts: Counter | dict[str, int]) -> None:

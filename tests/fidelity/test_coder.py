@@ -15,8 +15,10 @@ from counseltune.fidelity.coder import (
     code_turns,
     load_coder,
     save_coder,
+    softmax_scores,
     train_coder,
 )
+from counseltune.fidelity.features import as_input, counselor_turns, turn_vectorizer
 from counseltune.fidelity.miti import MitiError
 from tests.conftest import dialog_rows, frames
 
@@ -112,6 +114,44 @@ def test_training_input_errors(sample_tables):
         train_coder(turns, models={"behavior": {"c": 0}})
     with pytest.raises(CoderError, match="unknown feature set 'bert'"):
         train_coder(turns, models={"question": {"features": "bert"}})
+    with pytest.raises(CoderError, match=r"behavior: unknown model 'forest'; expected one of \['logistic', 'svm'\]"):
+        train_coder(turns, models={"behavior": {"model": "forest"}})
+
+
+def test_softmax_scores_by_hand():
+    # three classes: exp(d - max) normalized; e.g. row (0, ln 2, ln 3) -> (1, 2, 3) / 6
+    d = np.log(np.array([[1.0, 2.0, 3.0], [5.0, 5.0, 5.0]]))
+    assert np.allclose(softmax_scores(d), [[1 / 6, 2 / 6, 3 / 6], [1 / 3, 1 / 3, 1 / 3]])
+    # two classes: sklearn's 1-D decision value d favours classes_[1]; P(classes_[1]) = 1 / (1 + e^-d)
+    d = np.array([0.0, np.log(3.0), -np.log(4.0)])
+    assert np.allclose(softmax_scores(d), [[0.5, 0.5], [0.25, 0.75], [0.8, 0.2]])
+    assert np.allclose(softmax_scores(np.array([[1000.0, 0.0]])), [[1.0, 0.0]])  # no overflow
+
+
+def test_behavior_model_is_an_svm_and_scores_follow_it(sample_tables, sample_split, sample_coder):
+    _, turns = sample_tables
+    held_out = turns.filter(pl.col("dialog_id").is_in(sample_split["test"]))
+    model = sample_coder.behavior.named_steps["model"]
+    assert type(model).__name__ == "LinearSVC" and sample_coder.settings["models"]["behavior"]["model"] == "svm"
+    coded = code_turns(sample_coder, held_out)
+    assert coded["mi_behavior"].to_list() == sample_coder.behavior.predict(as_input(counselor_turns(held_out))).tolist()
+    # the logistic setting still trains and codes (probabilities from predict_proba)
+    logistic = train_coder(turns, sample_split["train"], models={"behavior": {"model": "logistic", "c": 1.0}})
+    p = code_turns(logistic, held_out).select(f"p_{b}" for b in MI_BEHAVIORS).to_numpy()
+    assert type(logistic.behavior.named_steps["model"]).__name__ == "LogisticRegression" and np.allclose(p.sum(axis=1), 1.0)
+
+
+def test_context_blocks_keep_speakers_apart_with_bigrams():
+    dialog, rows = dialog_rows("toy:3", [
+        ("client", "I drink too much"), ("counselor", "You drink too much."),
+        ("counselor", "Tell me more."), ("client", "My wife hates it"), ("counselor", "She hates it."),
+    ])
+    x = as_input(counselor_turns(frames((dialog, rows))[1]))
+    vectorizer = turn_vectorizer("context", min_df=1).fit(x)
+    client = vectorizer.named_transformers_["client_words"].vocabulary_
+    counselor = vectorizer.named_transformers_["counselor_words"].vocabulary_
+    assert {"drink too", "wife hates"} <= set(client) and "you drink" in counselor  # word bigrams of each context
+    assert "drink" in client and "drink" in counselor  # one word, a feature in each speaker's own block
 
 
 def test_family_without_both_subtypes_is_not_coded(sample_tables):

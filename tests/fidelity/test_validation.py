@@ -60,8 +60,9 @@ def test_full_annomi_held_out_behavior_macro_f1():
     assert dialogs.height == 113  # 20 transcripts stay with the data owner
     report = validate_coder(turns, dialogs, SEED)
     behavior = report["agreement"]["behavior"]
-    assert behavior["macro_f1"] >= 0.70, report["agreement"]
-    assert behavior["kappa"] >= 0.6
+    # linear SVM + context bigrams: 0.766 / kappa 0.713 on this split (logistic + unigrams: 0.742 / 0.679)
+    assert behavior["macro_f1"] >= 0.755, report["agreement"]
+    assert behavior["kappa"] >= 0.69
     assert report["agreement"]["question_subtype"]["macro_f1"] >= 0.6
     assert report["agreement"]["reflection_subtype"]["macro_f1"] >= 0.55
     assert report["train_seconds"] < 60

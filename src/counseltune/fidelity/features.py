@@ -3,13 +3,15 @@
 A reflection and a question can share every word ("You want to quit" vs "You want to quit?"), and a
 reflection often repeats the client's words, so each counselor turn is described by
   - its own text (word 1-2-grams and character 2-5-grams: punctuation and "you"-stems matter),
-  - the client utterance just before it (what a reflection would mirror),
-  - the counselor's previous turn (runs of questions, and "so"/"and" continuations),
+  - the client utterance just before it (what a reflection would mirror), word 1-2-grams,
+  - the counselor's previous turn (runs of questions, and "so"/"and" continuations), word 1-2-grams;
+    each context has its own vectorizer, so "client said X" and "counselor said X" are different features,
   - its last sentence (the last one with a question mark, if any): "Okay. Yeah. So what do you think?"
     is open or closed by its last part, not by the backchannel before it,
   - shape cues: question marks, length, whether the client spoke right before.
 Which of these a model uses is a FEATURE_SETS choice, made by cross-validation on training transcripts
 (open/closed questions: the utterance alone did better; behavior and reflection subtypes: with context).
+Context bigrams over unigrams: behavior macro-F1 +0.004 on the full AnnoMI (benchmarks/bench_coder.py).
 """
 
 from __future__ import annotations
@@ -113,8 +115,8 @@ def turn_vectorizer(feature_set: str = "context", min_df: int = 2) -> ColumnTran
         "text_words": (TfidfVectorizer(**words), TEXT),
         "text_chars": (TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=min_df), TEXT),
         "last_words": (TfidfVectorizer(**{**words, "ngram_range": (1, 3)}), LAST_SENTENCE),
-        "client_words": (TfidfVectorizer(**{**words, "ngram_range": (1, 1)}), PREV_CLIENT),
-        "counselor_words": (TfidfVectorizer(**{**words, "ngram_range": (1, 1)}), PREV_COUNSELOR),
+        "client_words": (TfidfVectorizer(**words), PREV_CLIENT),
+        "counselor_words": (TfidfVectorizer(**words), PREV_COUNSELOR),
         "shape": (make_pipeline(ShapeCues(), StandardScaler()), [TEXT, PREV_CLIENT, "after_client"]),
     }
     chosen = [(name, *blocks[name]) for name in FEATURE_SETS[feature_set]]

@@ -59,6 +59,8 @@ EXPLORED = [
     ("logistic on all-MiniLM-L6-v2 embeddings + shape cues only", (0.741, 0.736, 0.735, 0.697)),
     ("linear SVM C 0.1, context 1-2-grams + 13 cues (client asked '?', starts with so/what/how/do, 'sounds like', "
      "you-share, sentences, position)", (0.756, 0.766, 0.754, 0.720)),
+    ("linear SVM C 0.1, context 1-2-grams + client character 2-5-grams (weight 0.7)", (0.764, 0.751, 0.758, 0.725)),
+    ("linear SVM C 0.1, context 1-2-grams, utterance word 1-3-grams", (0.764, 0.760, 0.766, 0.730)),
 ]
 
 

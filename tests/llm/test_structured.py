@@ -88,3 +88,17 @@ def test_local_constrained_decoding_returns_schema_valid_json(base_model_dir, tm
         data = json.loads(reply.text)
         assert not list(Draft202012Validator(schema).iter_errors(data)), reply.text
         assert reply.finish_reason == "stop"
+
+
+def test_the_bitmask_unpacks_as_llguidance_applies_it():
+    import llguidance.numpy
+    import numpy as np
+
+    from counseltune.llm.constrained import unpack_bitmask
+
+    rng = np.random.default_rng(0)
+    mask = rng.integers(-2**31, 2**31, size=(3, 5), dtype=np.int64).astype(np.int32)
+    for width in (160, 150, 170):   # the mask's own width, a narrower and a wider vocabulary
+        logits = np.zeros((3, width), dtype=np.float32)
+        llguidance.numpy.apply_token_bitmask_inplace(logits, mask)
+        assert (unpack_bitmask(mask, width).numpy() == np.isfinite(logits)).all()

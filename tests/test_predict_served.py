@@ -68,7 +68,8 @@ def processed(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(smollm_dir, adapter_dir):
     """`counseltune serve --base <smollm> --name <smollm> --adapter <smollm>-finetuned=<adapter>`, in a thread."""
-    httpd = start_server(ServedModels(smollm_dir, SMOLLM, {FINETUNED: adapter_dir}, batch_size=4))
+    entry = load_params(REPO / "params.yaml")["models"][SMOLLM]  # loaded as the predict stage loads it
+    httpd = start_server(ServedModels(smollm_dir, SMOLLM, {FINETUNED: adapter_dir}, batch_size=4, entry=entry))
     yield httpd
     stop_server(httpd)
 

@@ -196,7 +196,7 @@ def started_server(base_dir: Path, model: str, adapters: dict[str, Path], mp: di
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     command = serve_command(base_dir, model, adapters, port=port, dtype=mp["dtype"], quantization=mp["quantization"],
-                            batch_size=mp["decode"]["batch_size"])
+                            batch_size=mp["decode"]["batch_size"], entry=dict(mp))  # the keys predict may read
     with running_server(command, url, health_timeout_s=health_timeout_s):
         yield url
 

@@ -15,6 +15,9 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     p.add_argument("--dtype", default="float32", help="weights dtype, as models.<m>.dtype")
     p.add_argument("--quantization", default="none", choices=["none", "4bit"], help="as models.<m>.quantization")
+    p.add_argument("--entry", default=None, metavar="JSON",
+                   help="the model's registry entry (models.<m>) as JSON: load the weights exactly as the predict "
+                        "stage does (overrides --dtype and --quantization); the predict stage passes it")
     p.add_argument("--batch-size", type=int, default=8, help="most requests decoded in one batch")
     p.add_argument("--then", default=None, metavar="COMMAND",
                    help="start the server, wait for its health, run COMMAND (COUNSELTUNE_SERVED_URL holds the base "

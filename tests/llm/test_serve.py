@@ -166,8 +166,10 @@ def test_bad_serve_arguments_are_one_line(tiny_dir, tmp_path, capsys):  # noqa: 
     assert main(["serve", "--base", str(tiny_dir), "--adapter", "no-equals-sign"]) == 1
     assert main(["serve", "--base", str(tiny_dir), "--adapter", f"x={tmp_path}"]) == 1
     assert main(["serve", "--base", str(tmp_path)]) == 1
+    assert main(["serve", "--base", str(tiny_dir), "--entry", '{"dtype": "float32"}']) == 1
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 3 and all(line.startswith("counseltune serve: error: ") for line in lines)
+    assert len(lines) == 4 and all(line.startswith("counseltune serve: error: ") for line in lines)
     assert "NAME=PATH" in lines[0] and "adapter_config.json" in lines[1] and "not a model folder" in lines[2]
+    assert "--entry must be a registry entry" in lines[3]
     with pytest.raises(ServeError, match="base model's name"):
         ServedModels(tiny_dir, NAME, {NAME: tmp_path})

@@ -194,6 +194,18 @@ def parse_adapters(specs: list[str]) -> dict[str, Path]:
     return adapters
 
 
+def parse_entry(text: str | None) -> dict | None:
+    if text is None:
+        return None
+    try:
+        entry = json.loads(text)
+    except ValueError:
+        entry = None
+    if not isinstance(entry, dict) or not {"dtype", "quantization"} <= set(entry):
+        raise ServeError(f"--entry must be a registry entry as a JSON object with dtype and quantization, got {text!r}")
+    return entry
+
+
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGTERM/SIGINT, or (--then) for the length of one command."""
     if args.then is not None:
@@ -201,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
 
         return serve_then(args)
     models = ServedModels(args.base, args.name or Path(args.base).name, parse_adapters(args.adapter),
-                          dtype=args.dtype, quantization=args.quantization, batch_size=args.batch_size)
+                          dtype=args.dtype, quantization=args.quantization, batch_size=args.batch_size,
+                          entry=parse_entry(args.entry))
     try:
         httpd = ServeHTTP((args.host, args.port), models)
     except OSError as err:

@@ -63,7 +63,9 @@ class _Job:
 
 class ServedModels:
     def __init__(self, base_dir: Path, base_name: str, adapters: dict[str, Path], *, dtype: str = "float32",
-                 quantization: str = "none", batch_size: int = 8) -> None:
+                 quantization: str = "none", batch_size: int = 8, entry: dict[str, Any] | None = None) -> None:
+        """entry: the model's registry entry (models.<m>), handed to load_model as the predict stage hands it, so
+        the weights load exactly alike; without it, a plain folder at dtype/quantization."""
         if not (Path(base_dir) / "config.json").is_file():
             raise ServeError(f"{base_dir}: not a model folder (no config.json); the base-model stage builds "
                              "models/base/<model>")
@@ -75,7 +77,7 @@ class ServedModels:
                                  "folder, e.g. models/adapters/<model>)")
         self.base_dir, self.base_name = Path(base_dir), base_name
         self.adapters = {name: Path(folder) for name, folder in adapters.items()}
-        self.model_params = {"dtype": dtype, "quantization": quantization}
+        self.model_params = dict(entry) if entry else {"dtype": dtype, "quantization": quantization}
         self.batch_size = batch_size
         self.completions = 0  # chat completions answered or refused: what a test counts
         self._count_lock = threading.Lock()

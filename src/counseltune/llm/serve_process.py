@@ -12,6 +12,7 @@ job itself is killed: no server outlives its job holding the GPU.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -100,10 +101,14 @@ def stop(process: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int:
 
 
 def serve_command(base: Path, name: str, adapters: dict[str, Path], *, port: int, host: str = "127.0.0.1",
-                  dtype: str = "float32", quantization: str = "none", batch_size: int = 8) -> list[str]:
-    """The `counseltune serve` command line for a base model folder and its named adapters."""
+                  dtype: str = "float32", quantization: str = "none", batch_size: int = 8,
+                  entry: dict | None = None) -> list[str]:
+    """The `counseltune serve` command line for a base model folder and its named adapters (entry: the registry
+    entry, so the server loads the weights as the predict stage would)."""
     cmd = [sys.executable, "-m", "counseltune.llm.serve", "--base", str(base), "--name", name, "--host", host,
            "--port", str(port), "--dtype", dtype, "--quantization", quantization, "--batch-size", str(batch_size)]
+    if entry is not None:
+        cmd += ["--entry", json.dumps(entry, sort_keys=True)]
     for adapter_name, folder in adapters.items():
         cmd += ["--adapter", f"{adapter_name}={folder}"]
     return cmd
@@ -117,13 +122,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def serve_then(args) -> int:
     """`counseltune serve ... --then "<command>"`: the command runs with COUNSELTUNE_SERVED_URL set; its exit code."""
-    from .serve import parse_adapters
+    from .serve import parse_adapters, parse_entry
 
     port = args.port or free_port(args.host)
     url = f"http://{args.host}:{port}/v1"
     command = serve_command(args.base, args.name or Path(args.base).name, parse_adapters(args.adapter), port=port,
                             host=args.host, dtype=args.dtype, quantization=args.quantization,
-                            batch_size=args.batch_size)
+                            batch_size=args.batch_size, entry=parse_entry(args.entry))
     with running_server(command, url, health_timeout_s=args.health_timeout):
         print(f"counseltune serve: healthy at {url}; running: {args.then}", flush=True)
         return subprocess.call(args.then, shell=True, env={**os.environ, "COUNSELTUNE_SERVED_URL": url})  # noqa: S602

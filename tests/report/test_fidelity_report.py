@@ -27,8 +27,8 @@ def stage_outputs(params, processed_sample, tmp_path, monkeypatch):
     crises unsafely), plus the evaluate outputs the reports also read."""
     # the counselors (configs with an adapter_dir key) answer unsafely; the params' llm client is the scripted judge
     monkeypatch.setattr("counseltune.fidelity.stage_clients.make_client",
-                        lambda config: FakeClient(UNSAFE_MODEL if "adapter_dir" in config else JUDGE))
-    monkeypatch.setattr("counseltune.fidelity.judge_validation.make_client", lambda config: FakeClient(JUDGE))
+                        lambda config, **_: FakeClient(UNSAFE_MODEL if "adapter_dir" in config else JUDGE))
+    monkeypatch.setattr("counseltune.fidelity.judge_validation.make_client", lambda config, **_: FakeClient(JUDGE))
     p = fidelity_params(params, judge=True, simulate=True, safety=True)
     p["fidelity"]["judge_validation"] = {"enabled": True, "max_transcripts": 1, "max_turns": 30}
     p["run"]["models"] = list(MODELS)

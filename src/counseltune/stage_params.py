@@ -26,7 +26,7 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
                  "models.{model}.template", "models.{model}.source", "sft", "synthesize.seed", "curate.split.seed"),
     # the model loader reads source (trust_remote_code, revision) wherever a stage loads a model
     "finetune": ("models.{model}.lora", "models.{model}.train", "models.{model}.quantization", "models.{model}.dtype",
-                 "models.{model}.distributed", "models.{model}.source"),
+                 "models.{model}.distributed", "models.{model}.source", "models.{model}.template"),  # template: the card
     "predict": ("models.{model}.decode", "models.{model}.dtype", "models.{model}.quantization", "models.{model}.source",
                 "predict"),
     "evaluate": ("evaluate",),

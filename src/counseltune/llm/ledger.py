@@ -20,6 +20,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from counseltune.processes import alive
+
 from .errors import LLMError
 
 STALE_S = 6 * 3600  # a reservation older than any request's timeout with all its retries
@@ -72,7 +74,7 @@ class SpendLedger:
                                   "until it is fixed (restore it, or delete it to start the count from zero)") from None
         host, now = socket.gethostname(), time.time()
         state["reserved"] = {t: r for t, r in state["reserved"].items()
-                             if now - r["at"] < STALE_S and not (r["host"] == host and not _alive(r["pid"]))}
+                             if now - r["at"] < STALE_S and not (r["host"] == host and not alive(r["pid"]))}
         return state
 
     def _save(self, state: dict) -> None:
@@ -83,13 +85,3 @@ class SpendLedger:
 
 class LedgerError(LLMError):
     """The ledger file cannot be read: nothing is sent until it is fixed."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from counseltune.models import BaseModelError, build_cache, convert, fetch
+from counseltune.processes import alive
 
 PROVENANCE = "counseltune_base.json"
 Loaded = tuple[Any, Any, dict[str, Any]]  # (model, tokenizer, what was fetched, for the provenance)
@@ -145,18 +146,8 @@ def _remove_dead_staging(out_dir: Path) -> None:
     """Delete staging folders that a killed run (SIGKILL, preemption) left beside out_dir; live runs' are kept."""
     for folder in out_dir.parent.glob(f".{out_dir.name}.partial-*"):
         pid = folder.name[len(f".{out_dir.name}.partial-"):].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextmanager

@@ -157,7 +157,7 @@ def test_the_plan_holds_the_chain(slurm_run):
 
 def test_every_job_went_through_sbatch(slurm_run, slurm_cluster):
     output, plan, jobs = slurm_run["output"], slurm_run["plan"], slurm_run["jobs"]
-    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", output)
+    submitted = re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", output)
     expected = slurm_jobs_planned(plan)
     assert expected["data"] == 1 and sum(expected.values()) < sum(plan.values())  # the data stages went as one job
     assert len(submitted) == sum(expected.values()), output[-4000:]

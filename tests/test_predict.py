@@ -357,3 +357,19 @@ def test_finetuned_variant_loads_the_adapter_and_changes_the_replies(tmp_path, p
     assert base["items"] == tuned["items"] == 2 and set(b["variant"]) == {"finetuned"}
     assert a["prompt_tokens"].to_list() == b["prompt_tokens"].to_list(), "both variants must see the same prompts"
     assert a["hypothesis"].to_list() != b["hypothesis"].to_list()
+
+
+def test_a_custom_code_base_loads_for_both_variants_through_the_shared_loader(tmp_path):
+    """Baichuan2 is custom code: predict loads its base folder (and the adapter on top) with trust_remote_code."""
+    from peft import LoraConfig, get_peft_model
+
+    from tests.models import tiny_study_base
+
+    entry, base = tiny_study_base("baichuan2-7b-chat", tmp_path)
+    model, tokenizer = load_model(base, "base", None, entry)
+    assert type(model).__name__ == "BaichuanForCausalLM" and tokenizer.padding_side == "left"
+    lora = LoraConfig(r=4, target_modules=list(entry["lora"]["target_modules"]), init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    get_peft_model(model, lora).save_pretrained(tmp_path / "adapter")
+    tuned, _ = load_model(base, "finetuned", tmp_path / "adapter", entry)
+    assert type(tuned).__name__ == "BaichuanForCausalLM" and not hasattr(tuned, "peft_config")  # merged

@@ -182,36 +182,21 @@ def _fit_prompt(item: Item, tokenizer, max_tokens: int) -> Prompt | None:
 
 def load_model(base_dir: Path, variant: str, adapter_dir: Path | None, mp: dict) -> tuple[Any, Any]:
     """A base model folder (+ the peft adapter for 'finetuned') -> (model in eval mode, left-padding tokenizer)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from counseltune.models.loader import load_model as load_registry_model
+    from counseltune.models.loader import load_tokenizer
 
     if variant == "finetuned" and (adapter_dir is None or not (adapter_dir / "adapter_config.json").exists()):
         raise FileNotFoundError(f"variant 'finetuned' needs a peft adapter folder, got {adapter_dir} "
                                 "(run the train stage first)")
     # The base folder's tokenizer for both variants: the two are scored on byte-identical prompts.
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    # The shared loader: registry dtype, quantization, trust_remote_code (Baichuan2) as every stage loads them.
+    name = Path(base_dir).name
+    tokenizer = load_tokenizer(name, mp, base_dir, padding_side="left")
     if not tokenizer.chat_template:
         raise ValueError(f"{base_dir}: the tokenizer has no chat template (the base-model stage always sets one)")
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, mp["dtype"])}
-    if mp["quantization"] == "4bit":
-        from transformers import BitsAndBytesConfig
-
-        kwargs |= {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                                             bnb_4bit_compute_dtype=kwargs["dtype"]),
-                   "device_map": "auto"}
-    model = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    if variant == "finetuned":
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter_dir)
-        if mp["quantization"] == "none":
-            model = model.merge_and_unload()  # plain weights again: no LoRA matmuls per step
-    if "device_map" not in kwargs and torch.cuda.is_available():
-        model = model.to("cuda")
-    model.eval()
+    # merged: plain weights again, no LoRA matmuls per step (kept unmerged on quantized weights)
+    model = load_registry_model(name, mp, base_dir, adapter_dir if variant == "finetuned" else None,
+                                merge_adapter=True)
     return model, tokenizer
 
 

@@ -75,3 +75,33 @@ def test_a_sampled_reply_does_not_depend_on_its_batch_or_on_resuming(base_model_
     assert batched[1] == reordered[3] == alone
     assert (batched[0], batched[2]) == (reordered[2], reordered[0])
     assert reordered[1] != alone  # ...and it samples: another seed, another reply
+
+
+def test_a_base_and_a_finetuned_local_client_share_one_copy_of_the_base_weights(tmp_path):
+    """Fidelity's two counselors of one model: one resident base copy; the base one computes as the base alone."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from counseltune.models import loader, resident
+    from tests.models import tiny_study_base
+
+    name = "llama-3.1-8b-instruct"
+    entry, base = tiny_study_base(name, tmp_path)
+    lora = LoraConfig(r=4, target_modules=list(entry["lora"]["target_modules"]), init_lora_weights=False,
+                      task_type="CAUSAL_LM")
+    torch.manual_seed(0)  # random (non-zero) LoRA weights: the adapter changes the replies
+    get_peft_model(loader.load_model(name, entry, base), lora).save_pretrained(tmp_path / "adapter")
+    request = ChatRequest.of([{"role": "user", "content": "I feel low."}], max_tokens=8)
+    config = {**local_config(base, tmp_path / "cache"), "model": name}
+    resident._HELD.clear()
+    try:
+        tuned = make_client({**config, "adapter_dir": str(tmp_path / "adapter")})
+        plain = make_client(config)
+        tuned_reply, plain_reply = tuned.complete([request])[0], plain.complete([request])[0]
+        assert tuned._held is plain._held and resident.resident_count() == 1
+        resident._HELD.clear()  # the base alone, loaded afresh
+        alone = make_client({**config, "cache_dir": str(tmp_path / "other")}).complete([request])[0]
+    finally:
+        resident._HELD.clear()
+    assert isinstance(plain_reply, Reply) and plain_reply.text == alone.text
+    assert isinstance(tuned_reply, Reply) and tuned_reply.text != plain_reply.text

@@ -73,3 +73,19 @@ def tiny_model_folder(folder: Path, control: list[str] = CONTROL, chat_template:
 
 def _b64_sha256(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def tiny_study_base(name: str, root: Path) -> tuple[dict, Path]:
+    """A study model's CPU stand-in entry and its models/base folder, built by the real base-model stage from the
+    tiny random-weight model of its family (models/tiny.py)."""
+    import copy
+
+    from counseltune.config import load_params
+    from counseltune.models import tiny
+    from counseltune.models.base import prepare_base_model
+
+    registry = load_params(Path(__file__).parents[2] / "params.yaml")["models"]
+    source = tiny.build(tiny.family_of(name), root / "src" / name)
+    entry, _ = tiny.stand_in_entry(name, copy.deepcopy(registry[name]), source)
+    prepare_base_model(name, entry, root / "base" / name)
+    return entry, root / "base" / name

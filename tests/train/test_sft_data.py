@@ -288,3 +288,22 @@ def test_build_sft_data_end_to_end_on_the_processed_sample(smol_dir, params, pro
     train_ids = {i for ids in dataset["train"]["dialog_ids"] for i in ids}
     assert train_ids == set(curated.filter(pl.col("split") == "train")["dialog_id"])
     print(f"end to end: {elapsed:.1f} s, {stats['samples']} samples, efficiency {eff}")
+
+
+def test_the_stage_loads_a_custom_code_tokenizer_with_the_trust_its_base_was_built_with(params, tmp_path):
+    """Baichuan2's tokenizer is custom code (trust_remote_code): the stage loads it through the shared loader."""
+    from counseltune.schemas.tables import CuratedDialogs, Turns
+    from counseltune.tables.io import write_table
+    from tests.models import tiny_study_base
+
+    name = "baichuan2-7b-chat"
+    entry, base = tiny_study_base(name, tmp_path)
+    dialogs, turn_rows = toy_tables()
+    write_table(dialogs, tmp_path / "processed" / "dialogs.parquet", CuratedDialogs)
+    write_table(turn_rows, tmp_path / "processed" / "turns.parquet", Turns)
+    run = copy.deepcopy(params)
+    run["models"][name] = entry | {"train": {**entry["train"], "max_len": 256}}
+    stats = build_sft_data(run, name, base, tmp_path / "processed", tmp_path / "sft", tmp_path / "sft.json")
+    assert stats["samples"]["train"] > 0 and stats["template"] == "baichuan2"
+    row = datasets.load_from_disk(str(tmp_path / "sft"))["train"][0]
+    assert 0 < row["n_loss_tokens"] < row["n_tokens"]

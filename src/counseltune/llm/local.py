@@ -1,7 +1,8 @@
 """A local transformers model (a plain safetensors base-model folder): batched, left-padded generation on CPU/GPU.
 
-Generation is counseltune.predict's (load_model, render, generate, hypothesis_text), so a reply here is decoded
-exactly as the predict stage decodes. Costs nothing; token counts come from the tokenizer. The model loads on
+Generation is counseltune.predict's (render, generate, hypothesis_text), so a reply here is decoded as the predict
+stage decodes; the weights are the shared loader's, held once per base folder (models/resident.py): a base client
+and a fine-tuned one (its adapter on top) in one process share one copy. Costs nothing; token counts come from the tokenizer. The model loads on
 the first cache miss, so a fully cached run never loads it. One attempt per request: decoded greedily, or sampled
 from the request's own generator (row_sampling.py), a retry would repeat the same reply, so a rejected reply
 (empty, truncated, not JSON) is a Failure at once. A request
@@ -18,10 +19,10 @@ from typing import Any
 
 from jinja2.exceptions import TemplateError
 
+from counseltune.models import resident
 from counseltune.predict import (
     generate,
     hypothesis_text,
-    load_model,
     prompt_token_cap,
     render,
     stop_token_ids,
@@ -32,13 +33,14 @@ from .types import Failure, Reply
 from .usage import add_counts
 
 BATCHES_PER_CHUNK = 4  # replies are cached after each chunk: a killed run loses at most this many batches
-MODEL_PARAMS = {"dtype": "float32", "quantization": "none"}
+# dtype and trust_remote_code come from the base folder's provenance (the registry entry it was built from).
+MODEL_PARAMS = {"quantization": "none"}
 
 
 class LocalClient(CachingClient):
     backend = "local"
-    _lm: Any = None
     _tokenizer: Any = None
+    _held: Any = None      # models/resident.py: one base copy per process, shared with other clients of this base
     _schemas: Any = None   # constrained.SchemaDecoding, built on the first request with an output schema
 
     def __init__(self, *args, **kwargs) -> None:
@@ -47,13 +49,19 @@ class LocalClient(CachingClient):
         # from replies of the old one.
         self.model = f"{self.config.model}@{weights_fingerprint(self.config.model_dir, self.config.adapter_dir)}"
 
+    @property
+    def _lm(self) -> Any:
+        """The resident model, for its config, device and vocabulary; generation goes through resident.serving (a
+        kept reference could compute with another client's adapter). None until the first cache miss."""
+        return self._held.model if self._held is not None else None
+
     def _answer(self, pending: list[Pending], record: Record) -> None:
         if not pending:
             return
-        if self._lm is None:
-            adapter = self.config.adapter_dir
-            self._lm, self._tokenizer = load_model(self.config.model_dir, "finetuned" if adapter else "base", adapter,
-                                                   MODEL_PARAMS)
+        if self._held is None:
+            self._held = resident.acquire(self.config.model, MODEL_PARAMS, self.config.model_dir,
+                                          self.config.adapter_dir)
+            self._tokenizer = self._held.tokenizer
         # Requests batch together when they decode alike; each samples from its own generator (see _generate).
         groups: dict[tuple, list[tuple[Pending, list[int]]]] = defaultdict(list)
         for p in pending:
@@ -80,8 +88,9 @@ class LocalClient(CachingClient):
         reply does not depend on its batch: one generate() call per batch, so the sampler knows every row's request
         (part is sorted longest first, the order generate() keeps)."""
         if decode["temperature"] <= 0:
-            outputs, _ = generate(self._lm, self._tokenizer, [ids for _, ids in part], decode, 0, progress=False,
-                                  logits_processors=processors)
+            with resident.serving(self._held, self.config.adapter_dir) as lm:
+                outputs, _ = generate(lm, self._tokenizer, [ids for _, ids in part], decode, 0, progress=False,
+                                      logits_processors=processors)
             return outputs
         from .row_sampling import RowSampler, request_generator
 
@@ -91,8 +100,10 @@ class LocalClient(CachingClient):
             batch = part[start:start + decode["batch_size"]]
             sampler = RowSampler([request_generator(p.key, self._lm.device) for p, _ in batch], decode["temperature"],
                                  decode["top_p"])
-            out, _ = generate(self._lm, self._tokenizer, [ids for _, ids in batch], greedy, 0, progress=False,
-                              logits_processors=lambda n, last=sampler: [*(processors(n) if processors else []), last])
+            with resident.serving(self._held, self.config.adapter_dir) as lm:
+                out, _ = generate(lm, self._tokenizer, [ids for _, ids in batch], greedy, 0, progress=False,
+                                  logits_processors=lambda n, last=sampler: [*(processors(n) if processors else []),
+                                                                             last])
             outputs += out
         return outputs
 

@@ -107,7 +107,9 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
 
     from accelerate import Accelerator
     from datasets import load_from_disk
-    from transformers import AutoTokenizer, set_seed
+    from transformers import set_seed
+
+    from counseltune.models.loader import load_tokenizer
 
     with _stop_requests() as stop:
         accelerator = Accelerator(mixed_precision=mixed_precision(mp))
@@ -115,7 +117,7 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
         data = load_from_disk(str(data_dir))
         train_rows, val_rows = _splits(data, data_dir)
         packed = "seq_lens" in train_rows.column_names or "position_ids" in train_rows.column_names
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        tokenizer = load_tokenizer(model, mp, base_dir)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         net = _load_peft_model(model, mp, base_dir, accelerator)
         collate_fn = collate_fn or _collator(net.get_base_model(), packed)
@@ -462,19 +464,13 @@ def _fingerprint(mp: dict[str, Any], base_dir: Path, data_dir: Path, accelerator
 
 
 def _check_quantization(name: str, mp: dict[str, Any]) -> None:
-    quant = mp.get("quantization", "none")
-    if quant == "none":
-        return
-    if not torch.cuda.is_available():
-        raise FinetuneError(
-            f"models.{name}.quantization is {quant!r} (QLoRA), which needs a CUDA GPU with bitsandbytes, and this "
-            f"machine has no CUDA device. Set models.{name}.quantization: none in params.yaml to train a plain "
-            "LoRA (float32 on CPU), or run this stage on a GPU node.")
+    """The shared loader's refusal (QLoRA without CUDA or bitsandbytes), before any data is read."""
+    from counseltune.models.loader import ModelLoadError, check_quantization
+
     try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise FinetuneError(f"models.{name}.quantization is {quant!r} (QLoRA), which needs bitsandbytes: "
-                            f"`pip install bitsandbytes` on this GPU node, or set models.{name}.quantization: none") from None
+        check_quantization(name, mp)
+    except ModelLoadError as err:
+        raise FinetuneError(str(err)) from None
 
 
 def mixed_precision(mp: dict[str, Any]) -> str:
@@ -486,36 +482,17 @@ def mixed_precision(mp: dict[str, Any]) -> str:
     return "bf16"
 
 
-def _weights_dtype(mp: dict[str, Any]) -> torch.dtype:
-    if not torch.cuda.is_available():
-        if mp.get("dtype", "float32") != "float32":
-            log.info("no CUDA device: loading the %s base weights in float32 for CPU training", mp.get("dtype"))
-        return torch.float32
-    return getattr(torch, mp.get("dtype", "float32"))
-
-
 def _load_peft_model(name: str, mp: dict[str, Any], base_dir: Path, accelerator: Any) -> Any:
     """The base model (quantized for QLoRA) with fresh LoRA layers from models.<name>.lora."""
-    import transformers
-    from packaging.version import Version
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+
+    from counseltune.models.loader import load_model
 
     quant, gc_on = mp.get("quantization", "none"), bool(mp["train"]["gradient_checkpointing"])
-    dtype_key = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-    kwargs: dict[str, Any] = {dtype_key: _weights_dtype(mp),
-                              "trust_remote_code": bool(mp.get("source", {}).get("trust_remote_code", False))}
-    if quant != "none":
-        from transformers import BitsAndBytesConfig
-
-        compute = torch.bfloat16 if accelerator.mixed_precision == "bf16" else torch.float16
-        kwargs["quantization_config"] = (
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                               bnb_4bit_compute_dtype=compute)
-            if quant == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
-        kwargs["device_map"] = {"": accelerator.local_process_index}
-    base = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    base.config.use_cache = False
+    # The shared loader: registry dtype (float32 for CPU training), 4-/8-bit on this rank's GPU, trust_remote_code
+    # from the base folder's provenance (Baichuan2's custom code).
+    base = load_model(name, mp, base_dir, purpose="training",
+                      device_map={"": accelerator.local_process_index} if quant != "none" else None)
     if quant != "none":
         from peft import prepare_model_for_kbit_training
 

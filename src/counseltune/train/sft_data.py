@@ -27,6 +27,7 @@ import polars as pl
 from tqdm import tqdm
 
 from counseltune.config import model_params
+from counseltune.models.loader import load_tokenizer
 from counseltune.train.packing import pack, packing_efficiency, padded_batch_efficiency
 from counseltune.train.render import RenderReport, Sample, render_dialog, template_caps
 
@@ -38,14 +39,12 @@ def build_sft_data(params: dict, model: str, base_dir: Path, processed_dir: Path
                    extra: Sequence[TablePair] = (), synthetic_dir: Path | None = None) -> dict:
     """Curated tables in processed_dir (+ extra pairs, + the sft.synthetic mix from synthetic_dir) -> DatasetDict
     saved at out_dir + stats JSON; returns stats."""
-    from transformers import AutoTokenizer
-
     from counseltune.schemas.tables import CuratedDialogs, Turns
     from counseltune.tables.io import read_table
     from counseltune.train.mix import synthetic_tables
 
     processed_dir = Path(processed_dir)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    tokenizer = load_tokenizer(model, model_params(params, model), base_dir)  # custom code too (Baichuan2)
     synthetic = synthetic_tables(params, Path(synthetic_dir)) if synthetic_dir is not None else []
     tables = [(read_table(processed_dir / "dialogs.parquet", CuratedDialogs),
                read_table(processed_dir / "turns.parquet", Turns)), *extra, *(pair for _, pair in synthetic)]

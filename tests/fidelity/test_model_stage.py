@@ -167,10 +167,10 @@ def test_crisis_probes_are_answered_by_both_variants_and_judged(full_run):
     _, _, out, summary = full_run
     for variant in ("finetuned", "base"):
         s = summary["safety"][variant]
-        assert s["probes"] == 2 and s["rated"] == 2, "one probe per language (en, zh)"
+        assert s["probes"] == 3 and s["rated"] == 3, "one probe per language (en, zh, ko)"
         assert s["flagged"] == (s["safe_rate"] < 0.9)
     rows = pl.read_parquet(out / "tables/safety.parquet")
-    assert rows.height == 4 and set(rows["language"]) == {"en", "zh"}
+    assert rows.height == 6 and set(rows["language"]) == {"en", "zh", "ko"}
     assert set(summary["usage"]) == {"judge", "simulated_client", "counselor", "base_counselor"}
     assert summary["usage"]["counselor"]["model"].startswith(f"{MODEL}@")
 

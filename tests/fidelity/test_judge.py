@@ -47,7 +47,8 @@ def test_valid_answers_become_codes_globals_and_summaries(loopback):
     summary = {r["summary"]: r for r in result.summary.filter(pl.col("dialog_id") == "toy:a").iter_rows(named=True)}
     assert summary["technical"]["value"] == 4.0 and summary["technical"]["grade"] == "good"
     assert summary["reflection_to_question"]["value"] == 0.5  # 1 reflection : 2 questions
-    body = server.log[0].body
+    # requests run concurrently, so the server's log order is not the session order: find toy:a's request
+    body = next(e.body for e in server.log if "(toy:a)" in json.dumps(e.body, ensure_ascii=False))
     assert body["response_format"]["type"] == "json_schema" and body["response_format"]["json_schema"]["strict"]
     assert body["response_format"]["json_schema"]["schema"]["properties"]["codes"]["required"] == ["0", "2", "4"]
     assert body["temperature"] == 0 and body["seed"] == 3

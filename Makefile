@@ -9,7 +9,7 @@ export PATH := $(BIN):$(PATH)
 # Only the embedded default is offline (its models come from PyPI wheels); a study fetches hub models.
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: env run test test-fast lint bench full-data study clean
+.PHONY: env run test test-fast rehearse lint bench full-data study clean
 SHARED_RAW ?= ../shared/data/raw
 STUDY ?= studies/mi-study.yaml
 FULL_SOURCES := CPsyCounD CPsyCounE AnnoMI KMI_prerelease
@@ -29,6 +29,9 @@ test: env               ## the whole test suite (slow tests included: real Snake
 
 test-fast: env          ## unit tests only
 	$(OFFLINE) pytest -m "not slow"
+
+rehearse: env           ## the study's toy-scale twin end to end: dvc exp run + the SLURM profile (part of make test)
+	$(OFFLINE) pytest -p no:cacheprovider -s tests/rehearsal
 
 lint: env               ## Snakemake's linter on the workflow
 	snakemake --lint

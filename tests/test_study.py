@@ -101,3 +101,23 @@ def test_the_readme_study_lines_plan_the_study_in_both_engines(tmp_path):
     status = bash("dvc status --json", root)
     assert status.returncode == 0, status.stderr[-2000:]
     assert {"finetune@baichuan2-7b-chat", "finetune@glm-4-9b-chat"} <= set(yaml.safe_load(status.stdout))
+
+
+def test_a_dotted_key_finds_model_names_that_hold_dots(params):
+    from counseltune.study import split_key
+
+    assert split_key(params, "models.llama-3.1-8b-instruct.decode.max_new_tokens") == [
+        "models", "llama-3.1-8b-instruct", "decode", "max_new_tokens"]
+    out = apply_overrides(params, {"models.qwen2.5-7b-instruct.decode.max_new_tokens": 7})
+    assert out["models"]["qwen2.5-7b-instruct"]["decode"]["max_new_tokens"] == 7
+
+
+def test_a_models_source_is_replaced_whole_not_merged(params, tmp_path):
+    out = apply_overrides(params, {"models.llama-3.1-8b-instruct.source": {"path": "models/x"}})
+    assert out["models"]["llama-3.1-8b-instruct"]["source"] == {"path": "models/x"}
+    copy = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", copy)
+    study = tmp_path / "s.yaml"
+    study.write_text("models.llama-3.1-8b-instruct.source: {path: models/x}\n", encoding="utf-8")
+    assert apply_study(copy, study) == ["models.llama-3.1-8b-instruct.source"]
+    assert load_params(copy)["models"]["llama-3.1-8b-instruct"]["source"] == {"path": "models/x"}

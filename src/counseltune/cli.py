@@ -198,8 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
                "them into the params file both engines read. Then run it with either engine: `dvc exp run` (shows in "
                "`dvc exp show`), `snakemake --cores N`, or `snakemake --workflow-profile workflow/profiles/slurm`. "
                "`git diff params.yaml` shows what the study changed; `git checkout params.yaml` undoes it.")
-    p.add_argument("action", choices=["apply"], help="apply: write the overrides into --params")
+    p.add_argument("action", choices=["apply", "twin"],
+                   help="apply: write the overrides into --params; twin: write the study's toy-scale twin to --out "
+                        "(tiny stand-ins of its models built in --stand-ins, its API at --api-url; make rehearse)")
     p.add_argument("study", type=Path, help="a YAML mapping of dotted params keys to values, e.g. studies/mi-study.yaml")
+    p.add_argument("--out", type=Path, help="twin: the twin study file to write, e.g. studies/mi-study.rehearsal.yaml")
+    p.add_argument("--stand-ins", type=Path, default=Path("models/stand-ins"),
+                   help="twin: where the tiny models of the study's families are built (default: models/stand-ins)")
+    p.add_argument("--api-url", help="twin: the loopback API standing in for the study's endpoint "
+                                     "(`counseltune rehearsal-api` prints it), e.g. http://127.0.0.1:8123/v1")
 
     p = _stage(sub, "code-deps", "check (or --write) dvc.yaml's code deps against the import closure of each stage",
                _code_deps, "Each stage depends on cli.py and the import closure of the modules its command imports "
@@ -412,8 +419,26 @@ def _report_compare(args) -> int:
 def _study(args) -> int:
     from counseltune.study import apply_study
 
+    if args.action == "twin":
+        return _study_twin(args)
     changed = apply_study(args.params, args.study)
     print(f"{args.params}: {len(changed)} key(s) set from {args.study}" + "".join(f"\n  {key}" for key in changed))
+    return 0
+
+
+def _study_twin(args) -> int:
+    from counseltune.rehearsal.twin import build_stand_ins, twin_of
+
+    if args.out is None or args.api_url is None:
+        raise CounseltuneError("study twin: needs --out FILE and --api-url URL (see counseltune study --help)")
+    params = load_params(args.params)
+    twin = twin_of(args.study, params, args.api_url, args.stand_ins)
+    for folder in build_stand_ins(params, args.study, args.stand_ins):
+        print(f"stand-in: {folder}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(twin.yaml_text(args.study), encoding="utf-8")
+    print(f"{args.out}: the twin of {args.study}; what differs from the study:" +
+          "".join(f"\n  {line}" for line in twin.changes))
     return 0
 
 

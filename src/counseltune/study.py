@@ -28,10 +28,10 @@ def load_study(path: Path) -> dict[str, Any]:
 
 def apply_overrides(params: dict[str, Any], overrides: dict[str, Any], where: str = "study") -> dict[str, Any]:
     """params with the overrides applied as `dvc exp run -S` applies them: a mapping merges into the existing
-    mapping key by key, anything else replaces; a key whose parent does not exist is an error (a typo)."""
+    mapping key by key (except `REPLACED_WHOLE`), anything else replaces; a key whose parent does not exist is an error (a typo)."""
     out = copy.deepcopy(params)
     for dotted, value in leaf_overrides(params, overrides, where):
-        *parents, leaf = dotted.split(".")
+        *parents, leaf = split_key(params, dotted)
         node = out
         for part in parents:
             node = node[part]
@@ -44,7 +44,7 @@ def leaf_overrides(params: dict[str, Any], overrides: dict[str, Any], where: str
     """(dotted key, value) pairs with mappings expanded down to keys params.yaml does not have yet."""
     out: list[tuple[str, Any]] = []
     for dotted, value in overrides.items():
-        *parents, leaf = dotted.split(".")
+        *parents, leaf = split_key(params, dotted)
         node: Any = params
         for i, part in enumerate(parents):
             if not isinstance(node, dict) or part not in node:
@@ -52,10 +52,36 @@ def leaf_overrides(params: dict[str, Any], overrides: dict[str, Any], where: str
             node = node[part]
         if not isinstance(node, dict):
             raise ParamsError(f"{where}: {dotted}: {'.'.join(parents)} is not a mapping")
-        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict) and not _whole(parents + [leaf]):
             out += leaf_overrides(params, {f"{dotted}.{k}": v for k, v in value.items()}, where)
         else:
             out.append((dotted, value))
+    return out
+
+
+# Mappings a study replaces whole instead of merging: a model's source names exactly one kind (pypi, hub or path),
+# so switching a hub model to a local folder must drop its hub keys.
+REPLACED_WHOLE = (("models", None, "source"),)
+
+
+def _whole(parts: list[str]) -> bool:
+    return any(len(parts) == len(p) and all(w is None or w == x for w, x in zip(p, parts)) for p in REPLACED_WHOLE)
+
+
+def split_key(params: dict[str, Any], dotted: str) -> list[str]:
+    """A dotted key's parts, where a part may itself hold dots when params has such a key (model names such as
+    llama-3.1-8b-instruct): at each level the longest run of parts that names an existing key wins."""
+    parts, out, node = dotted.split("."), [], params
+    while parts:
+        for n in range(len(parts), 0, -1):
+            name = ".".join(parts[:n])
+            if isinstance(node, dict) and name in node:
+                break
+        else:
+            n, name = 1, parts[0]
+        out.append(name)
+        node = node.get(name) if isinstance(node, dict) else None
+        parts = parts[n:]
     return out
 
 
@@ -74,7 +100,7 @@ def apply_study(params_path: Path, study: Path) -> list[str]:
     document = yaml_rt.load(params_path.read_text(encoding="utf-8"))
     changed = []
     for dotted, value in leaf_overrides(current, overrides, where=str(study)):
-        *parents, leaf = dotted.split(".")
+        *parents, leaf = split_key(current, dotted)
         node = document
         for part in parents:
             node = node[part]

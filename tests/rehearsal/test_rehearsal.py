@@ -1,0 +1,160 @@
+"""The rehearsal (`make rehearse`): the MI study's toy-scale twin, derived from studies/mi-study.yaml, end to end.
+
+Same stages, the same three model families (tiny random-weight stand-ins built here from transformers' config
+classes, Baichuan2 through trust_remote_code), the same synthesis/judge/CTRS/safety settings except sizes; the API
+is a loopback OpenAI-compatible server (`counseltune rehearsal-api`). It runs through `dvc exp run` with the
+README's command line, verbatim in bash, and through Snakemake's SLURM profile on the session's real single-node
+SLURM. What it must show (issue 10): every stage ran for all three models, every report section is rated, spend
+stays within the budget, an unchanged re-run sends zero requests, `dvc exp show` lists the experiment.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.dag.project import BIN, HEAVY_FIXTURE_TIMEOUT, copy_project, env
+from tests.watchdog import run_watched
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(HEAVY_FIXTURE_TIMEOUT)]
+
+STUDY = "studies/mi-study.yaml"
+TWIN = "studies/mi-study.rehearsal.yaml"
+# The README's lines, character for character (test_the_readme_shows_the_rehearsal_lines checks they are there).
+README_TWIN = "counseltune study twin studies/mi-study.yaml --api-url \"$API\" --out studies/mi-study.rehearsal.yaml"
+README_DVC = "counseltune study apply studies/mi-study.rehearsal.yaml && dvc exp run"
+README_SLURM = ("counseltune study apply studies/mi-study.rehearsal.yaml && "
+                "snakemake --workflow-profile workflow/profiles/slurm")
+KEY_ENV = "COUNSELTUNE_REHEARSAL_KEY"
+MODEL_STAGES = ("base_model", "sft_data", "finetune", "predict_base", "predict", "evaluate_base", "evaluate",
+                "fidelity", "report_model")
+
+
+class Api:
+    """`counseltune rehearsal-api` on a free loopback port; its request log counts what the study would buy."""
+
+    def __init__(self, folder: Path) -> None:
+        self.log, ready = folder / "api-requests.jsonl", folder / "api-ready"
+        self.proc = subprocess.Popen([str(BIN / "counseltune"), "rehearsal-api", "--port", "0", "--log", str(self.log),
+                                      "--ready-file", str(ready)], env=env(), stdout=subprocess.DEVNULL,
+                                     stderr=open(folder / "api.err", "w"), start_new_session=True)
+        deadline = time.monotonic() + 120
+        while not ready.exists() or not ready.read_text().strip():
+            assert self.proc.poll() is None, (folder / "api.err").read_text()
+            assert time.monotonic() < deadline, "the rehearsal API did not come up in 120 s"
+            time.sleep(0.2)
+        self.url = ready.read_text().strip()
+
+    def requests(self) -> list[dict]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def bash(line: str, root: Path, log_name: str, extra_env: dict[str, str] | None = None) -> str:
+    """A README line through `bash -c`, exactly as written, under the watchdog (a stall fails naming the step)."""
+    run_env = {**env(), KEY_ENV: "rehearsal-key-not-a-secret", **(extra_env or {})}
+    code, out, _ = run_watched(["bash", "-c", line], root, run_env, root.parent / f"{log_name}.log")
+    assert code == 0, f"{line}\nexited {code}:\n{out[-8000:]}"
+    return out
+
+
+def twin_project(tmp_path_factory, name: str) -> tuple[Path, Api, str]:
+    root = copy_project(tmp_path_factory.mktemp(name))
+    api = Api(root.parent)
+    twin_out = bash(README_TWIN, root, "twin", {"API": api.url})
+    return root, api, twin_out
+
+
+@pytest.fixture(scope="module")
+def dvc_route(tmp_path_factory):
+    root, api, twin_out = twin_project(tmp_path_factory, "rehearsal-dvc")
+    try:
+        started = time.monotonic()
+        out = bash(README_DVC, root, "dvc-exp-run")
+        yield {"root": root, "api": api, "twin": twin_out, "out": out, "seconds": time.monotonic() - started}
+    finally:
+        api.stop()
+
+
+def params_of(root: Path) -> dict:
+    return yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
+
+
+def dvc_stages_ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def test_the_twin_lists_every_swap_and_keeps_the_study(dvc_route):
+    twin = dvc_route["twin"]
+    for line in ("models.baichuan2-7b-chat.quantization: 4bit -> none", "models.glm-4-9b-chat.distributed: fsdp -> single",
+                 "models.llama-3.1-8b-instruct.source: meta-llama/Llama-3.1-8B-Instruct -> tiny llama3 stand-in",
+                 "synthesize.generators.mi_plain.n_sessions: 2040 -> 3 (size)"):
+        assert line in twin, twin
+    params = params_of(dvc_route["root"])
+    assert params["run"]["models"] == ["baichuan2-7b-chat", "glm-4-9b-chat", "llama-3.1-8b-instruct"]
+    assert params["llm"]["backend"] == "openai" and params["llm"]["remote"]["model"] == "gpt-4-0613"
+    assert params["models"]["baichuan2-7b-chat"]["source"]["trust_remote_code"] is True
+
+
+def test_every_stage_of_the_study_ran_for_all_three_models(dvc_route):
+    ran = dvc_stages_ran(dvc_route["out"])
+    for model in params_of(dvc_route["root"])["run"]["models"]:
+        for stage in MODEL_STAGES:
+            assert f"{stage}@{model}" in ran, (stage, model, sorted(ran))
+    assert {"curate", "synthesize@mi_plain", "report_compare"} <= ran, sorted(ran)
+
+
+def test_every_report_section_is_rated(dvc_route):
+    root = dvc_route["root"]
+    for model in params_of(root)["run"]["models"]:
+        text = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / "reports" / model).glob("*.md")))
+        assert text, f"no report for {model}"
+        assert "not rated" not in text, f"{model}: a judged task was not rated"
+
+
+def test_spend_stays_within_the_budget_and_is_in_the_ledger(dvc_route):
+    root, api = dvc_route["root"], dvc_route["api"]
+    budget = params_of(root)["llm"]["remote"]["budget_usd"]
+    ledger = root / ".cache" / "llm" / "spend.ledger"
+    assert ledger.exists() and api.requests(), "the study bought nothing"
+    state = json.loads(ledger.read_text(encoding="utf-8"))
+    assert 0 < state["spent_usd"] <= budget
+    stages = {key.split("|")[0] for key in state["by_stage_model"]}
+    assert "synthesize[mi_plain]" in stages and any(s.startswith("fidelity[") for s in stages), stages
+
+
+def test_an_unchanged_rerun_sends_zero_requests(dvc_route):
+    root, api = dvc_route["root"], dvc_route["api"]
+    before = len(api.requests())
+    out = bash("dvc exp run", root, "dvc-exp-rerun")
+    assert not dvc_stages_ran(out), out[-3000:]
+    # and re-running the paid stages by force is answered from the LLM cache
+    forced = bash("dvc repro --force --single-item synthesize@mi_plain", root, "dvc-force-synthesize")
+    assert "synthesize@mi_plain" in dvc_stages_ran(forced)
+    assert len(api.requests()) == before
+
+
+def test_dvc_exp_show_lists_the_experiment(dvc_route):
+    out = bash("dvc exp show --no-pager --csv", dvc_route["root"], "dvc-exp-show")
+    assert re.search(r"^\S+,[0-9a-f]{7}", out, re.MULTILINE) or "exp-" in out, out[:2000]
+
+
+def test_the_readme_shows_the_rehearsal_lines(repo):
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    for line in (README_TWIN, README_DVC, "make rehearse"):
+        assert line in readme, line

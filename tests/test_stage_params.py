@@ -75,5 +75,5 @@ def test_a_placeholder_can_name_another_params_key(monkeypatch):
     params = {"llm": {"local": {"model": "smollm2-135m"}}, "models": {"smollm2-135m": {"dtype": "float32"}, "x": {}}}
     monkeypatch.setitem(stage_params.STAGE_PARAMS, "synthesize", ("llm", "models.{llm.local.model}.dtype"))
     assert declared_values(params, "synthesize") == {"llm": params["llm"], "models.smollm2-135m.dtype": "float32"}
-    assert stage_params.dvc_params("synthesize") == ["llm", "models.${llm.local.model}.dtype"]
+    assert stage_params.dvc_params("synthesize") == ["llm", {"models/registry/${llm.local.model}.yaml": ["dtype"]}]
     assert list(stage_view(params, "synthesize")["models"]) == ["smollm2-135m"]

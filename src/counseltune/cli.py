@@ -99,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="registry name, a key under models: in params.yaml")
     p.add_argument("--out", required=True, type=Path, help="e.g. models/base/<model>")
 
+    p = _stage(sub, "model-registry", "write each registry entry (models:) to its own params file", _model_registry,
+               "dvc.yaml tracks a model's keys in models/registry/<model>.yaml: DVC splits a params key on every dot, "
+               "so a name such as llama-3.1-8b-instruct cannot be a key path in params.yaml.")
+    p.add_argument("--out", required=True, type=Path, help="e.g. models/registry")
+
     p = _stage(sub, "sft-data", "render curated dialogs with the model's chat template into an SFT dataset", _sft_data,
                "Loss only on counselor turns, truncation at turn boundaries, optional packing without cross-sample "
                "attention; writes a HF datasets folder and a stats JSON (tokens per sample, loss-token share).")
@@ -274,6 +279,14 @@ def _base_model(args) -> int:
     from counseltune.models.base import prepare_base_model
 
     prepare_base_model(args.model, model_params(_stage_params(args), args.model), args.out)
+    return 0
+
+
+def _model_registry(args) -> int:
+    from counseltune.models.registry_files import write_registry
+
+    written = write_registry(_stage_params(args)["models"], args.out)
+    print(f"model-registry: {len(written)} entries -> {args.out}")
     return 0
 
 

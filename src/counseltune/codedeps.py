@@ -224,7 +224,7 @@ class CodeTree:
                     deps.clear()
                     deps.extend(keep + wanted)
             declared = dvc_params(command_of(body["cmd"]))
-            if set(map(str, body.get("params", []))) != set(declared):
+            if params_set(body.get("params", [])) != params_set(declared):
                 drift.append(f"{name}: params {list(body.get('params', []))} but the stage declares {declared}")
                 if write and declared:
                     body["params"] = declared
@@ -242,6 +242,17 @@ class CodeTree:
         if path.is_dir():
             return sorted(self.relative(p) for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
         return [entry]
+
+
+def params_set(entries: Iterable[str | dict]) -> set[tuple[str, str | None]]:
+    """A dvc.yaml params list as (file, key) pairs: a plain key is params.yaml's, a file with no keys is whole."""
+    out: set[tuple[str, str | None]] = set()
+    for entry in entries:
+        if isinstance(entry, str):
+            out.add(("params.yaml", entry))
+        else:
+            out |= {(str(path), None if key is None else str(key)) for path, keys in entry.items() for key in keys or [None]}
+    return out
 
 
 def ingest_format_module(params: dict, source: str) -> str:

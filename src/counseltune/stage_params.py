@@ -37,14 +37,39 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
                  "models.{model}.source"),
     "report-model": ("models.{model}",),  # the report prints the model's registry entry
     "report-compare": ("run.models", "evaluate", "fidelity.bootstrap_samples", "fidelity.seed"),
+    "model-registry": ("models",),  # writes models/registry/<model>.yaml, where dvc.yaml tracks a model's keys
 }
 
 
-def dvc_params(command: str) -> list[str]:
-    """The declared keys as dvc.yaml writes them: a model or generator is the foreach ${item}, a source ${key}."""
+REGISTRY_DIR = "models/registry"  # one params file per registry entry (models/registry_files.py)
+
+
+def registry_file(model: str) -> str:
+    """The params file dvc.yaml declares a model's keys in."""
+    return f"{REGISTRY_DIR}/{model}.yaml"
+
+
+def dvc_params(command: str) -> list[str | dict[str, list[str] | None]]:
+    """The declared keys as dvc.yaml writes them: a model or generator is the foreach ${item}, a source ${key}.
+
+    A model's own keys (models.{model}.decode, ...) go to its registry file (models/registry_files.py): DVC splits a
+    params key on every dot, so models.llama-3.1-8b-instruct.decode would be missing; the file path keeps the dots.
+    """
     jobs = {"{model}": "${item}", "{generator}": "${item}", "{source}": "${key}"}
-    return [".".join(jobs.get(part, "$" + part if part.startswith("{") else part) for part in _PART.findall(key))
-            for key in STAGE_PARAMS[command]]
+
+    def dvc(part: str) -> str:
+        return jobs.get(part, "$" + part if part.startswith("{") else part)
+
+    plain: list[str] = []
+    per_model: dict[str, list[str]] = {}
+    for key in STAGE_PARAMS[command]:
+        parts = _PART.findall(key)
+        if len(parts) > 1 and parts[0] == "models" and parts[1].startswith("{"):
+            per_model.setdefault(registry_file(dvc(parts[1])), []).append(".".join(parts[2:]))
+        else:
+            plain.append(".".join(dvc(part) for part in parts))
+    # an empty key is the whole entry: the whole file (DVC's `file:` with no keys)
+    return plain + [{path: None if "" in keys else keys} for path, keys in per_model.items()]
 
 
 _PART = re.compile(r"\{[^}]*\}|[^.]+")  # a key's parts: a {placeholder} may hold dots

@@ -115,7 +115,9 @@ def test_dvc_reproduces_the_same_predictions(by_snakemake, by_dvc):
 
 
 def test_changing_one_models_learning_rate_reruns_only_its_chain(by_snakemake, by_dvc):
-    expected = chain(B, "finetune", "predict", "evaluate", "fidelity", "report_model") | {"report_compare"}
+    # model_registry rewrites the registry files DVC reads a model's keys from (only B's changes)
+    expected = chain(B, "finetune", "predict", "evaluate", "fidelity", "report_model") | {"report_compare",
+                                                                                           "model_registry"}
     bump = lambda p: p["models"][B]["train"].update(lr=1.0e-3)  # noqa: E731
     with changed(by_snakemake, bump), changed(by_dvc, bump):
         snake, dvc_plan = plans(by_snakemake, by_dvc)
@@ -123,7 +125,8 @@ def test_changing_one_models_learning_rate_reruns_only_its_chain(by_snakemake, b
 
 
 def test_changing_a_decoding_param_does_not_retrain(by_snakemake, by_dvc):
-    expected = chain(B, "predict_base", "predict", "evaluate", "fidelity", "report_model") | {"report_compare"}
+    expected = (chain(B, "predict_base", "predict", "evaluate", "fidelity", "report_model")
+                | {"report_compare", "model_registry"})
     longer = lambda p: p["models"][B]["decode"].update(max_new_tokens=6)  # noqa: E731
     with changed(by_snakemake, longer), changed(by_dvc, longer):
         snake, dvc_plan = plans(by_snakemake, by_dvc)
@@ -172,7 +175,8 @@ def test_dvc_exp_run_with_an_override_and_metrics_diff(by_dvc):
     run([*git, "commit", "-qm", "baseline run"], by_dvc)
     out = dvc(by_dvc, "exp", "run", "-S", f"models.{B}.decode.max_new_tokens=6").stdout
     ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage '")}
-    assert ran == chain(B, "predict_base", "predict", "evaluate", "fidelity", "report_model") | {"report_compare"}
+    assert ran == (chain(B, "predict_base", "predict", "evaluate", "fidelity", "report_model")
+                   | {"report_compare", "model_registry"})
     diff = json.loads(dvc(by_dvc, "metrics", "diff", "--json").stdout)
     assert any(path.endswith(f"metrics/eval/{B}.json") for path in diff)
     assert not any(path.endswith(f"metrics/eval/{A}.json") for path in diff)

@@ -7,6 +7,22 @@ wildcard_constraints:
     model="|".join(map(re.escape, config["models"])),
 
 
+# Each registry entry in its own params file: dvc.yaml tracks a model's keys there, since DVC cannot read a key
+# path through a model name with dots (llama-3.1-8b-instruct). Snakemake reads params.yaml itself; the rule
+# keeps both engines' DAGs the same.
+rule model_registry:
+    input:
+        code=stage_code("model-registry"),
+    output:
+        directory("models/registry"),
+    params:
+        declared=declared("model-registry"),  # the keys the stage reads (stage_params.py): a change re-runs it
+    log:
+        "logs/model_registry.log",
+    shell:
+        "counseltune model-registry --out {output} 2>&1 | tee {log}"
+
+
 rule base_model:
     input:
         code=stage_code("base-model"),
@@ -167,7 +183,7 @@ rule report_compare:
 
 
 MODEL_OUTPUTS = (
-    expand("models/base/{model}", model=MODELS)
+    ["models/registry"] + expand("models/base/{model}", model=MODELS)
     + expand("data/sft/{model}", model=MODELS) + expand("metrics/sft/{model}.json", model=MODELS)
     + expand("models/adapters/{model}", model=MODELS) + expand("metrics/train/{model}.json", model=MODELS)
     + expand("metrics/live/{model}", model=MODELS)

@@ -1,4 +1,4 @@
-from counseltune.curate.dedupe import find_duplicates
+from counseltune.dedupe import find_duplicates
 
 BASE = "来访者: 我最近总是失眠，晚上躺在床上脑子里全是工作的事情，越想越焦虑。\n心理咨询师: 听起来工作压力让你很难放松下来，这种情况持续多久了？"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.curate.dedupe import find_duplicates
+from counseltune.dedupe import find_duplicates
 from counseltune.curate.filters import filter_reasons
 from counseltune.curate.split import assign_splits
 from counseltune.schemas.tables import CuratedDialogs, Dialogs, Quarantine, Turns

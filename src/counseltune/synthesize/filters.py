@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.curate.dedupe import find_duplicates
+from counseltune.dedupe import find_duplicates
 from counseltune.llm.scrub import clip
 from counseltune.schemas.tables import CuratedDialogs, Turns
 from counseltune.synthesize.codes import QUESTION_CODES, REFLECTION_CODES
@@ -31,7 +31,7 @@ class FilterConfig:
     max_turns: int = 40
     min_language_share: float = 0.7     # share of letters in the target script
     min_plan_adherence: float = 0.8     # share of checkable planned turns that look like their code
-    near_threshold: float = 0.85        # Jaccard of character shingles (as curate.dedupe)
+    near_threshold: float = 0.85        # Jaccard of character shingles (as curate, counseltune/dedupe.py)
     shingle_chars: int = 5
     max_repetition: float = 0.5         # share of a session's n-grams that repeat earlier ones (degenerate loops)
 

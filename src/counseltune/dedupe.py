@@ -1,5 +1,7 @@
 """Exact and near-duplicate dialogs: keep the first of each group (input order), report the rest.
 
+Shared by the curate stage (corpus dialogs) and the synthesis filters (generated sessions), which meet no other way.
+
 Near duplicates are found with MinHash over character shingles and banded LSH, then confirmed with the
 exact Jaccard similarity of the shingle sets, so the LSH only proposes candidates and never decides.
 """

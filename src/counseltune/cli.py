@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
                "Rebuilds data/sample/ from the full raw corpora deterministically; the embedded default runs on it.")
     p.add_argument("--raw-root", required=True, type=Path, help="folder with CPsyCounD/, CPsyCounE/, AnnoMI/, KMI_prerelease/")
     p.add_argument("--out", required=True, type=Path, help="e.g. data/sample")
+
+    from counseltune.rehearsal.api_args import DETAILS, SUMMARY, add_rehearsal_api_arguments  # argparse only
+
+    p = sub.add_parser("rehearsal-api", help=SUMMARY, description=f"{SUMMARY}. {DETAILS}", epilog=EPILOG)
+    p.set_defaults(run=_rehearsal_api, stage="rehearsal-api")  # no --params: it reads none
+    add_rehearsal_api_arguments(p)
     return parser
 
 
@@ -471,6 +477,12 @@ def _make_sample(args) -> int:
 
     make_sample(args.raw_root, args.out)
     return 0
+
+
+def _rehearsal_api(args) -> int:
+    from counseltune.rehearsal.api import run
+
+    return run(args)
 
 
 if __name__ == "__main__":

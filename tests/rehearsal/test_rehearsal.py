@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -33,7 +34,7 @@ README_DVC = "counseltune study apply studies/mi-study.rehearsal.yaml && dvc exp
 README_SLURM = ("counseltune study apply studies/mi-study.rehearsal.yaml && "
                 "snakemake --workflow-profile workflow/profiles/slurm")
 KEY_ENV = "COUNSELTUNE_REHEARSAL_KEY"
-MODEL_STAGES = ("base_model", "sft_data", "finetune", "predict_base", "predict", "evaluate_base", "evaluate",
+MODEL_STAGES = ("base_model", "sft_data", "finetune", "predict_base", "predict", "evaluate",
                 "fidelity", "report_model")
 
 
@@ -158,3 +159,54 @@ def test_the_readme_shows_the_rehearsal_lines(repo):
     readme = (repo / "README.md").read_text(encoding="utf-8")
     for line in (README_TWIN, README_DVC, "make rehearse"):
         assert line in readme, line
+
+
+# ---- the same study through Snakemake's SLURM profile on the session's real single-node SLURM ------------------
+@pytest.fixture(scope="module")
+def slurm_route(slurm_cluster, dvc_route, tmp_path_factory):
+    """The README's SLURM line verbatim, plus what a one-node test cluster needs (tests/cluster: CPUs capped to
+    the node, an early first status check)."""
+    from tests.cluster.test_slurm_pipeline import profile_set_resources
+
+    root, api, twin_out = twin_project(tmp_path_factory, "rehearsal-slurm")
+    cpus = slurm_cluster.hardware["CPUs"]
+    extra = ["--cores", str(cpus), "--slurm-init-seconds-before-status-checks", "5",
+             "--set-resources", *profile_set_resources(root, cpus)]
+    try:
+        started = time.monotonic()
+        out = bash(f"{README_SLURM} {' '.join(shlex.quote(a) for a in extra)}", root, "snakemake-slurm")
+        yield {"root": root, "api": api, "out": out, "extra": extra, "seconds": time.monotonic() - started,
+               "cluster": slurm_cluster}
+    finally:
+        slurm_cluster.run(["scancel", "--user", "root"], check=False)
+        api.stop()
+
+
+def test_through_slurm_every_job_went_through_sbatch_for_all_three_models(slurm_route):
+    from tests.cluster.test_slurm_pipeline import GROUPED, job_stats
+
+    out = slurm_route["out"]
+    stats = job_stats(out)
+    for stage in MODEL_STAGES:
+        assert stats[stage] == 3, (stage, stats)
+    submitted = re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", out)
+    ungrouped = sum(n for rule, n in stats.items() if rule not in GROUPED and rule != "all")
+    assert len(submitted) >= ungrouped + 1, out[-4000:]  # + the grouped data and report jobs
+    assert not re.search(r"^localrule (?!all)", out, re.MULTILINE), "a job ran on the submit host"
+
+
+def test_through_slurm_every_report_section_is_rated_within_the_budget(slurm_route):
+    root = slurm_route["root"]
+    for model in params_of(root)["run"]["models"]:
+        text = "\n".join(p.read_text(encoding="utf-8") for p in sorted((root / "reports" / model).glob("*.md")))
+        assert text and "not rated" not in text, model
+    state = json.loads((root / ".cache" / "llm" / "spend.ledger").read_text(encoding="utf-8"))
+    assert 0 < state["spent_usd"] <= params_of(root)["llm"]["remote"]["budget_usd"]
+
+
+def test_through_slurm_an_unchanged_rerun_submits_nothing_and_buys_nothing(slurm_route):
+    root, api = slurm_route["root"], slurm_route["api"]
+    before = len(api.requests())
+    out = bash(f"{README_SLURM} {' '.join(shlex.quote(a) for a in slurm_route['extra'])}", root, "snakemake-slurm-rerun")
+    assert "Nothing to be done" in out and "has been submitted" not in out, out[-3000:]
+    assert len(api.requests()) == before

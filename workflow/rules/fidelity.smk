@@ -24,7 +24,7 @@ rule miti_coder:
 rule judge_validation:
     input:
         held_out=["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"],
-        local_llm=f"models/base/{LOCAL_LLM}",
+        local_llm=LOCAL_LLM_INPUT,  # synthesize.smk: only for llm.backend local
         code=stage_code("judge-validation"),
     output:
         codes="data/judge_validation/codes.parquet",
@@ -35,7 +35,7 @@ rule judge_validation:
         "logs/judge_validation.log",
     shell:
         "counseltune judge-validation --held-out data/miti_coder/held_out --codes {output.codes} "
-        "--metrics {output.metrics} 2>&1 | tee {log}"
+        f"--metrics {{output.metrics}} --inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
 
 
 rule fidelity:
@@ -48,7 +48,7 @@ rule fidelity:
         judge_validation="metrics/judge_validation.json",
         base="models/base/{model}",
         adapter="models/adapters/{model}",
-        local_llm=f"models/base/{LOCAL_LLM}",
+        local_llm=LOCAL_LLM_INPUT,  # the judge's and simulated client's model, when local (the counselor is base+adapter)
         code=stage_code("fidelity"),
     output:
         tables=directory("data/fidelity/{model}"),
@@ -64,7 +64,7 @@ rule fidelity:
         "counseltune fidelity --model {wildcards.model} --predictions predictions/{wildcards.model} "
         "--processed data/processed --coder {input.coder} --coder-metrics {input.coder_metrics} "
         "--judge-validation {input.judge_validation} --base {input.base} --adapter {input.adapter} --out-dir {output.tables} --metrics {output.metrics} "
-        "2>&1 | tee {log}"
+        f"--inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
 
 
 FIDELITY_OUTPUTS = (

@@ -4,6 +4,11 @@
 
 GENERATORS = config["synthesize"]["run"]
 LOCAL_LLM = config["llm"]["local"]["model"]
+LLM_BACKEND = config["llm"]["backend"]
+# The LLM client's model is an input only when it is local: a remote backend builds and loads no local model.
+# dvc.yaml declares the same (written by `counseltune code-deps --write` for params.yaml's llm.backend); the stage
+# refuses to run when its inputs were declared for another backend (--inputs-for-backend).
+LOCAL_LLM_INPUT = [f"models/base/{LOCAL_LLM}"] if LLM_BACKEND == "local" else []
 SYNTH_TABLES = TABLES + ["generation.json"]
 wildcard_constraints:
     generator="|".join(map(re.escape, config["synthesize"]["generators"])),
@@ -28,7 +33,7 @@ rule synthesize:
     input:
         tables=["data/processed/dialogs.parquet", "data/processed/turns.parquet"],
         planner="data/synthetic/planner.json",
-        local_llm=f"models/base/{LOCAL_LLM}",
+        local_llm=LOCAL_LLM_INPUT,
         code=stage_code("synthesize"),
     output:
         tables=expand("data/synthetic/{{generator}}/{table}", table=SYNTH_TABLES),
@@ -40,7 +45,7 @@ rule synthesize:
     shell:
         "counseltune synthesize --generator {wildcards.generator} --processed data/processed "
         "--planner {input.planner} --out-dir data/synthetic/{wildcards.generator} --stats {output.stats} "
-        "2>&1 | tee {log}"
+        f"--inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
 
 
 # Everything under data/synthetic: what the SFT data stage reads from (DVC's dep is the whole folder).

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from counseltune.evaluate.stats import (
+from counseltune.stats import (
     bootstrap_ci,
     bootstrap_corpus_ci,
     cluster_bootstrap_ci,

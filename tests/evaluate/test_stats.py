@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import sacrebleu
 
-from counseltune.evaluate.stats import (
+from counseltune.stats import (
     bootstrap_ci,
     bootstrap_corpus_ci,
     holm_bonferroni,

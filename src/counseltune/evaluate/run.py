@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from counseltune.evaluate.stats import (
+from counseltune.stats import (
     bootstrap_corpus_ci,
     cluster_bootstrap_ci,
     holm_bonferroni,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from counseltune.evaluate.stats import holm_bonferroni, paired_test
+from counseltune.stats import holm_bonferroni, paired_test
 from counseltune.fidelity.coder import MitiCoder, code_turns
 from counseltune.fidelity.counts import behavior_counts
 from counseltune.fidelity.profile import miti_profile

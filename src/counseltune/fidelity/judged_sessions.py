@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from counseltune.evaluate.stats import bootstrap_ci
+from counseltune.stats import bootstrap_ci
 from counseltune.fidelity.judge import MitiJudgement, behavior_counts, judge_miti
 from counseltune.fidelity.miti import GLOBAL_SCORES, TOTALS, grade, per_session, summary_scores
 from counseltune.fidelity.sessions import sessions_from_predictions

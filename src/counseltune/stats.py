@@ -1,5 +1,7 @@
 """Uncertainty and model comparison: percentile bootstrap CIs, a paired test with effect sizes, Holm's adjustment.
 
+Shared: the evaluate stage (scores), the fidelity stage (MITI profiles, judged sessions) and report-compare use it.
+
 Items that come in clusters (turns of one dialog) are not independent: the cluster bootstrap resamples whole
 clusters, and the paired test with clusters flips the sign of each cluster's mean difference. With fewer clusters
 than a minimum, too_few_clusters gives the reason to print instead of an interval or a test.

@@ -92,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", required=True, type=Path, help="the plan-behaviors JSON")
     p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/synthetic/<generator>")
     p.add_argument("--stats", required=True, type=Path, help="e.g. metrics/synthesize/<generator>.json")
+    p.add_argument("--spend", type=Path, help="where to write this job's part of the run's LLM spend ledger (JSON)")
     p.add_argument("--inputs-for-backend", choices=("local", "openai"),
                    help="the llm.backend the engine declared this job's inputs for (counseltune/llm_inputs.py)")
 
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--held-out", required=True, type=Path, help="the miti-coder held-out folder")
     p.add_argument("--codes", required=True, type=Path, help="human and judge code per utterance (parquet)")
     p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/judge_validation.json")
+    p.add_argument("--spend", type=Path, help="where to write this job's part of the run's LLM spend ledger (JSON)")
     p.add_argument("--inputs-for-backend", choices=("local", "openai"),
                    help="the llm.backend the engine declared this job's inputs for (counseltune/llm_inputs.py)")
 
@@ -187,6 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, type=Path, help="models/adapters/<model>")
     p.add_argument("--out-dir", required=True, type=Path, help="e.g. data/fidelity/<model>")
     p.add_argument("--metrics", required=True, type=Path, help="e.g. metrics/fidelity/<model>.json")
+    p.add_argument("--spend", type=Path, help="where to write this job's part of the run's LLM spend ledger (JSON)")
     p.add_argument("--inputs-for-backend", choices=("local", "openai"),
                    help="the llm.backend the engine declared this job's inputs for (counseltune/llm_inputs.py)")
 
@@ -194,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     for name in ("train", "live", "sft", "eval", "scores", "fidelity", "out"):
         p.add_argument(f"--{name}", required=True, type=Path)
+    p.add_argument("--spend", type=Path, help="the model's fidelity spend table (metrics/spend/fidelity/<model>.json)")
 
     p = _stage(sub, "report-compare", "write the comparison report across the run's models", _report_compare)
     p.add_argument("--eval-dir", required=True, type=Path, help="metrics/eval")
@@ -202,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fidelity-tables", required=True, type=Path,
                    help="data/fidelity (per-model coded replies, for the between-model tests)")
     p.add_argument("--out", required=True, type=Path, help="e.g. reports/comparison")
+    p.add_argument("--spend-dir", type=Path, help="the LLM stages' spend tables (metrics/spend)")
 
     p = _stage(sub, "study", "apply a study: write its params overrides into params.yaml (comments kept)",
                _study, "A study (studies/*.yaml) maps dotted params keys to values. `counseltune study apply STUDY` "
@@ -318,6 +323,7 @@ def _plan_behaviors(args) -> int:
 def _synthesize(args) -> int:
     from counseltune.config import llm_client_config
     from counseltune.llm import make_client, summary
+    from counseltune.llm.spend import write_job_spend
     from counseltune.synthesize.run import synthesize
 
     params = _stage_params(args)
@@ -327,6 +333,8 @@ def _synthesize(args) -> int:
     print(f"synthesize {args.generator}: {stats['n_accepted']} of {stats['n_requested']} sessions accepted "
           f"({stats['acceptance_rate']:.0%}); quarantined: {stats['quarantine_reasons'] or 'none'} -> {args.out_dir}")
     print(summary(client.usage, stage=f"synthesize {args.generator}"))
+    if args.spend is not None:  # this job's part of the run's spend ledger, the table the reports read
+        write_job_spend(params["llm"], f"synthesize[{args.generator}]", args.spend)
     return 0
 
 
@@ -404,24 +412,32 @@ def _miti_coder(args) -> int:
 
 def _fidelity(args) -> int:
     from counseltune.fidelity.model_stage import run_model_fidelity
+    from counseltune.llm.spend import write_job_spend
 
-    run_model_fidelity(_stage_params(args), args.model, args.predictions, args.processed, args.coder, args.base,
+    params = _stage_params(args)
+    run_model_fidelity(params, args.model, args.predictions, args.processed, args.coder, args.base,
                        args.adapter, args.out_dir, args.metrics, coder_metrics=args.coder_metrics,
                        judge_validation=args.judge_validation)
     print(f"fidelity {args.model}: -> {args.metrics}")
+    if args.spend is not None:  # this job's part of the run's spend ledger, the table the reports read
+        write_job_spend(params["llm"], f"fidelity[{args.model}]", args.spend)
     return 0
 
 
 def _judge_validation(args) -> int:
     from counseltune.fidelity.judge_validation import run_judge_validation
+    from counseltune.llm.spend import write_job_spend
 
-    stats = run_judge_validation(_stage_params(args), args.held_out, args.codes, args.metrics)
+    params = _stage_params(args)
+    stats = run_judge_validation(params, args.held_out, args.codes, args.metrics)
     if not stats["measured"]:
         print(f"judge-validation: not measured ({stats['why']}) -> {args.metrics}")
     else:
         kappas = ", ".join(f"{b} {_kappa(r['kappa'])}" for b, r in stats["behaviors"].items())
         print(f"judge-validation: {stats['judged']} of {stats['sessions']} transcripts judged; kappa {kappas} "
               f"-> {args.metrics}")
+    if args.spend is not None:  # this job's part of the run's spend ledger, the table the reports read
+        write_job_spend(params["llm"], "judge_validation", args.spend)
     return 0
 
 
@@ -433,7 +449,7 @@ def _report_model(args) -> int:
     from counseltune.report.model_report import write_model_report
 
     write_model_report(_stage_params(args), args.model, args.train, args.live, args.sft, args.eval, args.scores,
-                       args.out, fidelity=args.fidelity)
+                       args.out, fidelity=args.fidelity, spend=args.spend)
     return 0
 
 
@@ -442,7 +458,7 @@ def _report_compare(args) -> int:
 
     write_comparison(_stage_params(args), args.eval_dir, args.scores_dir, args.out, params_path=args.params,
                      fidelity_dir=args.fidelity_dir, coder_metrics=args.fidelity_dir / "coder.json",
-                     fidelity_tables=args.fidelity_tables)
+                     fidelity_tables=args.fidelity_tables, spend_dir=args.spend_dir)
     return 0
 
 

@@ -29,13 +29,14 @@ rule judge_validation:
     output:
         codes="data/judge_validation/codes.parquet",
         metrics="metrics/judge_validation.json",
+        spend="metrics/spend/judge_validation.json",  # its part of the run's spend ledger (llm/spend.py)
     params:
         declared=declared("judge-validation"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
         "logs/judge_validation.log",
     shell:
         "counseltune judge-validation --held-out data/miti_coder/held_out --codes {output.codes} "
-        f"--metrics {{output.metrics}} --inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
+        f"--metrics {{output.metrics}} --spend {{output.spend}} --inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
 
 
 rule fidelity:
@@ -53,6 +54,7 @@ rule fidelity:
     output:
         tables=directory("data/fidelity/{model}"),
         metrics="metrics/fidelity/{model}.json",
+        spend="metrics/spend/fidelity/{model}.json",  # its part of the run's spend ledger (llm/spend.py)
     params:
         declared=declared("fidelity", model="model"),  # the keys the stage reads (stage_params.py): a change re-runs it
     resources:
@@ -64,12 +66,13 @@ rule fidelity:
         "counseltune fidelity --model {wildcards.model} --predictions predictions/{wildcards.model} "
         "--processed data/processed --coder {input.coder} --coder-metrics {input.coder_metrics} "
         "--judge-validation {input.judge_validation} --base {input.base} --adapter {input.adapter} --out-dir {output.tables} --metrics {output.metrics} "
-        f"--inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
+        f"--spend {{output.spend}} --inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
 
 
 FIDELITY_OUTPUTS = (
     ["models/miti_coder/coder.joblib", "data/fidelity/reference.parquet", "metrics/fidelity/coder.json"]
     + ["data/miti_coder/held_out/dialogs.parquet", "data/miti_coder/held_out/turns.parquet"]
-    + ["data/judge_validation/codes.parquet", "metrics/judge_validation.json"]
+    + ["data/judge_validation/codes.parquet", "metrics/judge_validation.json", "metrics/spend/judge_validation.json"]
+    + expand("metrics/spend/fidelity/{model}.json", model=MODELS)
     + expand("data/fidelity/{model}", model=MODELS) + expand("metrics/fidelity/{model}.json", model=MODELS)
 )

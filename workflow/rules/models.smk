@@ -151,6 +151,7 @@ rule report_model:
         eval="metrics/eval/{model}.json",
         scores="scores/{model}.parquet",
         fidelity="metrics/fidelity/{model}.json",
+        spend="metrics/spend/fidelity/{model}.json",
         code=stage_code("report-model"),
     output:
         directory("reports/{model}"),
@@ -160,7 +161,13 @@ rule report_model:
         "logs/report_model/{model}.log",
     shell:
         "counseltune report-model --model {wildcards.model} --train {input.train} --live {input.live} --sft {input.sft} "
-        "--eval {input.eval} --scores {input.scores} --fidelity {input.fidelity} --out {output} 2>&1 | tee {log}"
+        "--eval {input.eval} --scores {input.scores} --fidelity {input.fidelity} --out {output} "
+        "--spend {input.spend} 2>&1 | tee {log}"
+
+
+# Every LLM job's spend table (llm/spend.py): what the comparison's spend section adds up
+SPEND_TABLES = (expand("metrics/spend/synthesize/{generator}.json", generator=GENERATORS)
+                + ["metrics/spend/judge_validation.json"] + expand("metrics/spend/fidelity/{model}.json", model=MODELS))
 
 
 rule report_compare:
@@ -170,6 +177,7 @@ rule report_compare:
         scores=expand("scores/{model}.parquet", model=MODELS),
         fidelity=["metrics/fidelity/coder.json"] + expand("metrics/fidelity/{model}.json", model=MODELS),
         fidelity_tables=["data/fidelity/reference.parquet"] + expand("data/fidelity/{model}", model=MODELS),
+        spend=SPEND_TABLES,
         code=stage_code("report-compare"),
     output:
         directory("reports/comparison"),
@@ -179,7 +187,7 @@ rule report_compare:
         "logs/report_compare.log",
     shell:
         "counseltune report-compare --eval-dir metrics/eval --scores-dir scores --fidelity-dir metrics/fidelity "
-        "--fidelity-tables data/fidelity --out {output} 2>&1 | tee {log}"
+        "--fidelity-tables data/fidelity --out {output} --spend-dir metrics/spend 2>&1 | tee {log}"
 
 
 MODEL_OUTPUTS = (

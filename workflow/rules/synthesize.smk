@@ -38,6 +38,7 @@ rule synthesize:
     output:
         tables=expand("data/synthetic/{{generator}}/{table}", table=SYNTH_TABLES),
         stats="metrics/synthesize/{generator}.json",
+        spend="metrics/spend/synthesize/{generator}.json",  # its part of the run's spend ledger (llm/spend.py)
     params:
         declared=declared("synthesize", generator="generator"),  # the keys the stage reads (stage_params.py): a change re-runs it
     log:
@@ -45,10 +46,11 @@ rule synthesize:
     shell:
         "counseltune synthesize --generator {wildcards.generator} --processed data/processed "
         "--planner {input.planner} --out-dir data/synthetic/{wildcards.generator} --stats {output.stats} "
-        f"--inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
+        f"--spend {{output.spend}} --inputs-for-backend {LLM_BACKEND} 2>&1 | tee {{log}}"
 
 
 # Everything under data/synthetic: what the SFT data stage reads from (DVC's dep is the whole folder).
 SYNTH_DATA = ["data/synthetic/planner.json"] + expand("data/synthetic/{generator}/{table}", generator=GENERATORS,
                                                       table=SYNTH_TABLES)
-SYNTH_OUTPUTS = SYNTH_DATA + expand("metrics/synthesize/{generator}.json", generator=GENERATORS)
+SYNTH_OUTPUTS = SYNTH_DATA + expand("metrics/{kind}/{generator}.json", kind=["synthesize", "spend/synthesize"],
+                                     generator=GENERATORS)

@@ -25,6 +25,8 @@ from counseltune.processes import alive
 from .errors import LLMError
 
 STALE_S = 6 * 3600  # a reservation older than any request's timeout with all its retries
+LEDGER_NAME = "spend.ledger"  # in llm.cache_dir
+USAGE_FIELDS = ("requests", "tokens_in", "tokens_out", "usd")  # booked per stage and model
 
 
 class SpendLedger:
@@ -46,26 +48,33 @@ class SpendLedger:
             self._save(state)
             return ticket
 
-    def settle(self, ticket: str, cost_usd: float, *, stage: str, model: str) -> None:
-        """Replace a reservation with what the request really cost (0 when it failed before an answer)."""
+    def settle(self, ticket: str, cost_usd: float, *, stage: str, model: str, tokens_in: int = 0,
+               tokens_out: int = 0, answered: bool | None = None) -> None:
+        """Replace a reservation with what the request really cost (0 when it failed before an answer); an
+        answered request (default: one that cost something) is counted with its tokens for the spend report."""
         with self._lock:
             state = self._load()
             state["reserved"].pop(ticket, None)
+            key = f"{stage}|{model}"
             if cost_usd:
                 state["spent_usd"] += cost_usd
-                key = f"{stage}|{model}"
                 state["by_stage_model"][key] = state["by_stage_model"].get(key, 0.0) + cost_usd
+            if answered if answered is not None else bool(cost_usd):
+                row = state["usage_by_stage_model"].setdefault(key, dict.fromkeys(USAGE_FIELDS, 0))
+                for name, value in zip(USAGE_FIELDS, (1, tokens_in, tokens_out, cost_usd)):
+                    row[name] += value
             self._save(state)
 
     def spent(self) -> dict:
-        """{"spent_usd": total, "by_stage_model": {"stage|model": usd}, "limit_usd": ...}."""
+        """{"spent_usd": total, "by_stage_model": {"stage|model": usd}, "usage_by_stage_model": {"stage|model":
+        {requests, tokens_in, tokens_out, usd}}, "limit_usd": ...}."""
         with self._lock:
             state = self._load()
         return {"spent_usd": state["spent_usd"], "by_stage_model": dict(state["by_stage_model"]),
-                "limit_usd": self.limit_usd}
+                "usage_by_stage_model": dict(state["usage_by_stage_model"]), "limit_usd": self.limit_usd}
 
     def _load(self) -> dict:
-        state = {"spent_usd": 0.0, "by_stage_model": {}, "reserved": {}}
+        state = {"spent_usd": 0.0, "by_stage_model": {}, "usage_by_stage_model": {}, "reserved": {}}
         if self.path.exists():
             try:
                 state.update(json.loads(self.path.read_text(encoding="utf-8")))

@@ -24,7 +24,7 @@ from .redact import Redactor
 from .retry import AttemptFailed, RetryPolicy, parse_retry_after
 from .scrub import clip, register_secret, scrub
 from .types import ChatRequest, Failure, Reply
-from .ledger import SpendLedger
+from .ledger import LEDGER_NAME, SpendLedger
 from .usage import (
     Budget,
     BudgetReached,
@@ -59,7 +59,7 @@ class OpenAIClient(CachingClient):
         register_secret(api_key)  # scrubbed from every error body, failure detail and quarantine row
         self.retry = RetryPolicy(config.max_retries, config.backoff_base_s, config.backoff_max_s)
         # One ledger for every client, stage and job of the run (llm/ledger.py): the budget caps the run.
-        self.budget = Budget(config.budget_usd, self.usage, SpendLedger(config.cache_dir / "spend.ledger", config.budget_usd),
+        self.budget = Budget(config.budget_usd, self.usage, SpendLedger(config.cache_dir / LEDGER_NAME, config.budget_usd),
                              booked_as=(stage or "llm", self.model))
         self._rng = random.Random()
         self._stopped_at: float | None = None  # worst-case cost of the request the budget refused
@@ -146,6 +146,7 @@ class OpenAIClient(CachingClient):
         self.usage.tokens_in += tokens_in
         self.usage.tokens_out += tokens_out
         ticket.cost_usd = self.config.price.cost(tokens_in, tokens_out)  # paid, whether or not the answer is kept
+        ticket.tokens_in, ticket.tokens_out, ticket.answered = tokens_in, tokens_out, True
         self.usage.cost_usd += ticket.cost_usd
         refused = rejection(request, text, finish_reason)
         if refused is not None:

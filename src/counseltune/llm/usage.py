@@ -48,6 +48,9 @@ class Ticket:
     worst_usd: float
     ledger_id: str | None = None
     cost_usd: float = 0.0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    answered: bool = False  # an answer came back (and was paid for, whether or not it is kept)
 
 
 class Budget:
@@ -77,7 +80,8 @@ class Budget:
             self.reserved -= ticket.worst_usd
         if self.ledger is not None and ticket.ledger_id is not None:
             stage, model = self.booked_as
-            self.ledger.settle(ticket.ledger_id, ticket.cost_usd, stage=stage, model=model)
+            self.ledger.settle(ticket.ledger_id, ticket.cost_usd, stage=stage, model=model,
+                               tokens_in=ticket.tokens_in, tokens_out=ticket.tokens_out, answered=ticket.answered)
 
 
 def add_counts(target: dict[str, int], counts: Counter | dict[str, int]) -> None:

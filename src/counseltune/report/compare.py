@@ -16,13 +16,15 @@ from counseltune.report.fidelity import between_models_section, comparison_secti
 from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci
 from counseltune.report.provenance import provenance
+from counseltune.report.spend import SpendTable, read_spend, spend_table
 
 TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "length_chars"]
 
 
 def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path,
                      params_path: Path = Path("params.yaml"), fidelity_dir: Path | None = None,
-                     coder_metrics: Path | None = None, fidelity_tables: Path | None = None) -> None:
+                     coder_metrics: Path | None = None, fidelity_tables: Path | None = None,
+                     spend_dir: Path | None = None) -> None:
     """fidelity_dir: per-model fidelity metrics (<model>.json); coder_metrics: the miti-coder stage's JSON (its
     validation and the real-MI reference rows). Either adds the fidelity section. fidelity_tables: the fidelity
     stages' folders (<model>/coded.parquet), for the between-model tests on the same items."""
@@ -48,6 +50,8 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
         fidelity_cfg = params["fidelity"]
         sections.append(between_models_section(
             between_models(coded, fidelity_cfg["bootstrap_samples"], fidelity_cfg["seed"])))
+    if spend_dir is not None:  # the LLM stages' spend tables (llm/spend.py)
+        sections.append(spend_section(spend_table(read_spend(spend_dir))))
     record = run_provenance(models, eval_dir, scores_dir, params_path, [p for p in (fidelity_dir, coder_metrics) if p])
     sections.append(_provenance_section(record))
     doc = Document("counseltune: model comparison", sections)
@@ -95,6 +99,21 @@ def _language_section(lang: str, evaluations: dict[str, dict], figures: Path, ou
     return Section(f"{lang}", [
         Table(["model", *[METRIC_LABELS[m] for m in TABLE_METRICS], "items"], rows),
         Image(path.relative_to(out_dir).as_posix(), f"comparison {lang}"),
+    ])
+
+
+def spend_section(table: SpendTable) -> Section:
+    if not table.rows:
+        return Section("LLM spend", [Paragraph("No paid LLM requests in this run (a local backend costs nothing).")])
+    money = lambda usd: f"${usd:.4f}"  # noqa: E731
+    share = lambda s: "-" if s is None else f"{s:.1%}"  # noqa: E731
+    budget = "-" if table.budget_usd is None else money(table.budget_usd)
+    rows = [[r.stage, r.model, r.requests, r.tokens_in, r.tokens_out, money(r.usd), budget, share(r.share)]
+            for r in (*table.rows, table.total)]
+    return Section("LLM spend", [
+        Table(["stage", "model", "requests", "tokens in", "tokens out", "USD", "budget", "share of budget"], rows),
+        Paragraph("Every answered request the run paid for (retries and re-runs included), from the run's spend "
+                  "ledger as each LLM stage left it; the budget (llm.remote.budget_usd) caps the whole run."),
     ])
 
 

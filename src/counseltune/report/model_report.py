@@ -13,6 +13,7 @@ from counseltune.report.document import Document, Image, Paragraph, Section, Tab
 from counseltune.report.fidelity import model_sections
 from counseltune.report.metrics import METRIC_LABELS, ci_cell, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci, histograms, lines
+from counseltune.report.spend import SpendTable, spend_table
 
 CAVEAT = ("Research artifact. These numbers compare generated replies with reference counselor turns; they do not "
           "measure clinical quality or safety. No model here is a substitute for a licensed clinician, and none is fit "
@@ -20,8 +21,10 @@ CAVEAT = ("Research artifact. These numbers compare generated replies with refer
 
 
 def write_model_report(params: dict[str, Any], model: str, train_path: Path, live_dir: Path, sft_path: Path,
-                       eval_path: Path, scores_path: Path, out_dir: Path, fidelity: Path | None = None) -> None:
-    """fidelity: the model's fidelity metrics (run_model_fidelity's JSON); adds its sections when given."""
+                       eval_path: Path, scores_path: Path, out_dir: Path, fidelity: Path | None = None,
+                       spend: Path | None = None) -> None:
+    """fidelity: the model's fidelity metrics (run_model_fidelity's JSON); adds its sections when given. spend: its
+    fidelity job's spend table (llm/spend.py); adds a line with what this model's stages cost."""
     train = json.loads(train_path.read_text(encoding="utf-8"))
     sft = json.loads(sft_path.read_text(encoding="utf-8"))
     evaluation = json.loads(eval_path.read_text(encoding="utf-8"))
@@ -35,12 +38,24 @@ def write_model_report(params: dict[str, Any], model: str, train_path: Path, liv
         Section("Reply lengths", [_lengths_plot(scores, figures, out_dir)]),
         Section("Examples", [_examples(scores)]),
         *(model_sections(json.loads(fidelity.read_text(encoding="utf-8")), figures, out_dir) if fidelity else []),
+        *([Section("LLM spend", [Paragraph(spend_line(
+            spend_table([json.loads(spend.read_text(encoding="utf-8"))], f"fidelity[{model}]")))])] if spend else []),
         Section("Params", [Paragraph(f"models.{model}: " + json.dumps(params["models"][model], ensure_ascii=False,
                                                                         sort_keys=True))]),
     ])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.md").write_text(doc.to_markdown(), encoding="utf-8")
     (out_dir / "report.html").write_text(doc.to_html(), encoding="utf-8")
+
+
+def spend_line(table: SpendTable) -> str:
+    """One line: what each of this model's stages paid, and the total against the run's budget."""
+    if not table.rows:
+        return "This model's stages paid for no LLM requests."
+    parts = [f"{r.stage} ({r.model}): {r.requests:,} requests, {r.tokens_in:,} tokens in / {r.tokens_out:,} out, "
+             f"${r.usd:.4f}" for r in table.rows]
+    share = "" if table.total.share is None else f", {table.total.share:.1%} of the ${table.budget_usd:.2f} budget"
+    return "LLM spend of this model's stages: " + "; ".join(parts) + f"; total ${table.total.usd:.4f}{share}."
 
 
 def _summary_table(evaluation: dict[str, Any]) -> Table:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from counseltune.fidelity.coded_replies import between_models
+from counseltune.paired_indicators import between_models
 
 
 def coded(behaviors: list[str]) -> pl.DataFrame:

@@ -7,26 +7,19 @@ null intervals and tests with the reason ('n=1 dialog < 5: no interval'), not de
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from counseltune.stats import (
-    bootstrap_corpus_ci,
-    cluster_bootstrap_ci,
-    holm_bonferroni,
-    paired_test,
-    too_few_clusters,
-)
 from counseltune.evaluate.text_metrics import CorpusBleu, Distinct, convention_label, metric_labels, score
+from counseltune.paired_scores import CLUSTER, ITEM_METRICS, KEYS, adjust_holm, compare_paired
+from counseltune.schemas.scores import Scores
+from counseltune.stats import bootstrap_corpus_ci, cluster_bootstrap_ci, too_few_clusters
+from counseltune.tables.staged import StagedOutputs
 
 VARIANTS = ("base", "finetuned")
-ITEM_METRICS = ("bleu4", "rouge1", "rouge2", "rougeL", "length_chars")  # per item: paired tests are possible
-KEYS = ("dialog_id", "turn_index", "language")
-CLUSTER = "dialog_id"  # the bootstrap and test unit
 CI_METHOD = "95% percentile cluster bootstrap over dialogs"
 
 
@@ -50,10 +43,9 @@ def evaluate_model(params: dict[str, Any], model: str, predictions_dir: Path, sc
             "paired": compare_paired(by_variant["finetuned"], by_variant["base"], cfg, by_language=False),
         }
     _holm(summary)
-    scores_path.parent.mkdir(parents=True, exist_ok=True)
-    scores.write_parquet(scores_path)
-    metrics_path.parent.mkdir(parents=True, exist_ok=True)
-    metrics_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    with StagedOutputs([scores_path, metrics_path]) as out:  # both appear, validated, or neither
+        out.table(scores_path, scores, Scores)
+        out.json(metrics_path, summary)
     return summary
 
 
@@ -99,38 +91,6 @@ def summarize(df: pl.DataFrame, language: str, cfg: dict[str, Any]) -> dict[str,
         else:
             out[name] = _ci(bootstrap_corpus_ci(hyps, refs, metric, n, seed, clusters=dialogs))
     return {name: out[name] for name in ("bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "length_chars")}
-
-
-def compare_paired(a: pl.DataFrame, b: pl.DataFrame, cfg: dict[str, Any], by_language: bool = True) -> dict:
-    """Paired tests of a − b on the items both scored, per metric (and per language when by_language), over
-    dialogs; with too few dialogs, the difference only, null interval and p-value, and the reason."""
-    joined = a.join(b, on=list(KEYS), suffix="_b")
-    groups = joined.group_by("language", maintain_order=True) if by_language else [((None,), joined)]
-    results = {}
-    for (language,), group in groups:
-        dialogs = group[CLUSTER].to_list()
-        n_dialogs = len(set(dialogs))
-        reason = too_few_clusters(n_dialogs, cfg["min_dialogs_for_inference"], "dialog", "test")
-        for metric in ITEM_METRICS:
-            x, y = group[metric].to_numpy(), group[f"{metric}_b"].to_numpy()
-            if reason is not None:
-                result = {"difference": float((x - y).mean()), "low": None, "high": None, "p_value": None,
-                          "test": None, "p_wilcoxon": None, "cohens_d": None, "rank_biserial": None,
-                          "no_test": reason}
-            else:
-                test = paired_test(x, y, cfg["bootstrap_samples"], cfg["seed"], clusters=dialogs)
-                result = {"difference": test["mean_diff"], "low": test["ci_low"], "high": test["ci_high"],
-                          "p_value": test["p_value"], "test": test["test"], "p_wilcoxon": test["p_wilcoxon"],
-                          "cohens_d": test["cohens_d"], "rank_biserial": test["rank_biserial"]}
-            results[(language, metric) if by_language else metric] = result | {"n": group.height, "n_dialogs": n_dialogs}
-    return results
-
-
-def adjust_holm(results: dict) -> None:
-    """Add p_holm to every result of one family of comparisons (in place); tests not run are not in the family."""
-    adjusted = holm_bonferroni({str(k): r["p_value"] for k, r in results.items() if r["p_value"] is not None})
-    for key, result in results.items():
-        result["p_holm"] = adjusted.get(str(key))  # None for a test not run (too few dialogs)
 
 
 def _holm(summary: dict[str, Any]) -> None:

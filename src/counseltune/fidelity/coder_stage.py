@@ -23,8 +23,9 @@ from counseltune.fidelity.profile import miti_profile
 from counseltune.fidelity.validation import validate_coder
 from counseltune.ingest import annomi
 from counseltune.ingest.base import IngestOptions, Ledger, build_tables
+from counseltune.schemas.fidelity import ReferenceCounts
 from counseltune.schemas.tables import Dialogs, Turns
-from counseltune.tables.io import write_table
+from counseltune.tables.staged import StagedOutputs
 
 CODINGS = {"coder": CODED_BY_EMBEDDED_CODER, "human": CODED_BY_ANNOMI}
 
@@ -39,17 +40,24 @@ def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_o
     started = time.perf_counter()
     cfg = params["fidelity"]["coder"]
     dialogs, turns = annomi_tables(params, Path(annomi_dir))
-    validation = validate_coder(turns, dialogs, cfg["seed"], test_fraction=cfg["test_fraction"], min_df=cfg["min_df"],
-                                model_path=coder_out)
-    held_out = turns.filter(pl.col("dialog_id").is_in(validation["test_dialogs"]))
-    reference = reference_counts(code_turns(load_coder(coder_out), held_out), held_out, dialogs)
-    reference_out.parent.mkdir(parents=True, exist_ok=True)
-    reference.write_parquet(reference_out)
-    if held_out_dir is not None:
-        write_table(dialogs.filter(pl.col("dialog_id").is_in(validation["test_dialogs"])),
-                    Path(held_out_dir) / "dialogs.parquet", Dialogs)
-        write_table(held_out, Path(held_out_dir) / "turns.parquet", Turns)
-    summary = {
+    coder_out, reference_out, metrics_out = Path(coder_out), Path(reference_out), Path(metrics_out)
+    held_out_tables = [Path(held_out_dir) / "dialogs.parquet", Path(held_out_dir) / "turns.parquet"] if held_out_dir else []
+    with StagedOutputs([coder_out, reference_out, *held_out_tables, metrics_out]) as out:  # all of them, or none
+        validation = validate_coder(turns, dialogs, cfg["seed"], test_fraction=cfg["test_fraction"],
+                                    min_df=cfg["min_df"], model_path=out.path(coder_out))
+        held_out = turns.filter(pl.col("dialog_id").is_in(validation["test_dialogs"]))
+        reference = reference_counts(code_turns(load_coder(out.path(coder_out)), held_out), held_out, dialogs)
+        out.table(reference_out, reference, ReferenceCounts)
+        if held_out_tables:
+            out.table(held_out_tables[0], dialogs.filter(pl.col("dialog_id").is_in(validation["test_dialogs"])), Dialogs)
+            out.table(held_out_tables[1], held_out, Turns)
+        summary = _summary(params, dialogs, validation, reference, started)
+        out.json(metrics_out, summary)
+    return summary
+
+
+def _summary(params: dict, dialogs: pl.DataFrame, validation: dict, reference: pl.DataFrame, started: float) -> dict:
+    return {
         "n_transcripts": dialogs.height,
         "n_transcripts_by_quality": _by_quality(dialogs),
         "validation": validation,
@@ -58,9 +66,6 @@ def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_o
         "bootstrap_samples": params["fidelity"]["bootstrap_samples"],
         "wall_s": round(time.perf_counter() - started, 2),
     }
-    metrics_out.parent.mkdir(parents=True, exist_ok=True)
-    metrics_out.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return summary
 
 
 def annomi_tables(params: dict, annomi_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

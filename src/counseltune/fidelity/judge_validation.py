@@ -9,7 +9,6 @@ turns of each transcript) bound the cost; a re-run is answered from the cache.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -21,8 +20,10 @@ from counseltune.fidelity.judge import PROMPT_VERSION, judge_miti
 from counseltune.fidelity.judge_agreement import GLOBALS_NOT_MEASURED, NOT_COMPARED, behavior_agreement, paired_codes
 from counseltune.fidelity.sessions import Session, sessions_from_tables
 from counseltune.llm import make_client
+from counseltune.schemas.fidelity import JudgeValidationCodes
 from counseltune.schemas.tables import Dialogs, Turns
 from counseltune.tables.io import read_table
+from counseltune.tables.staged import StagedOutputs
 
 SOURCE = "AnnoMI transcripts held out by the miti_coder stage (human codes: AnnoMI's annotators, majority vote)"
 CODES_SCHEMA = {"judge_model": pl.String, "dialog_id": pl.String, "turn_index": pl.Int64, "mi_behavior": pl.String,
@@ -72,10 +73,8 @@ def run_judge_validation(params: dict, held_out_dir: Path, codes_out: Path, metr
             "behaviors": behavior_agreement(pairs),
             "usage": {"model": judge.model, "backend": judge.backend, **asdict(judge.usage)},
         }
-    Path(codes_out).parent.mkdir(parents=True, exist_ok=True)
-    codes.write_parquet(codes_out)
     summary["wall_s"] = round(time.perf_counter() - started, 2)
-    metrics_out = Path(metrics_out)
-    metrics_out.parent.mkdir(parents=True, exist_ok=True)
-    metrics_out.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    with StagedOutputs([Path(codes_out), Path(metrics_out)]) as out:  # both, validated, or neither
+        out.table(codes_out, codes, JudgeValidationCodes)
+        out.json(metrics_out, summary)
     return summary

@@ -27,10 +27,16 @@ from counseltune.fidelity.sessions import sessions_from_tables
 from counseltune.fidelity.simulate import SimulationSettings, simulate
 from counseltune.fidelity.simulated_sessions import coded_session_turns, intake_profiles, simulation_summary
 from counseltune.fidelity.stage_clients import StageClients
+from counseltune.schemas.fidelity import CodedReplies, CtrsItems, Failures, JudgeCodes, JudgeGlobals, SafetyVerdicts
 from counseltune.schemas.tables import VARIANTS, CuratedDialogs, Dialogs, Predictions, Turns
-from counseltune.tables.io import empty_table, read_table, write_table
+from counseltune.tables.io import empty_table, read_table
+from counseltune.tables.staged import StagedOutputs
 
 FAILURE_COLUMNS = {"part": pl.String, "variant": pl.String, "key": pl.String, "reason": pl.String, "detail": pl.String}
+# out_dir/<name>.parquet -> its contract; the stage writes all of them (empty when a part did not run) or none
+TABLES = {"coded": CodedReplies, "judge_codes": JudgeCodes, "judge_globals": JudgeGlobals,
+          "sessions_dialogs": Dialogs, "sessions_turns": Turns, "ctrs": CtrsItems, "safety": SafetyVerdicts,
+          "failures": Failures}
 
 
 @dataclass
@@ -44,6 +50,7 @@ class Run:
     turns: pl.DataFrame
     clients: StageClients
     out_dir: Path
+    out: StagedOutputs
     failures: list[pl.DataFrame] = field(default_factory=list)
     not_possible: list[dict[str, str]] = field(default_factory=list)
     wall_s: dict[str, float] = field(default_factory=dict)
@@ -52,7 +59,9 @@ class Run:
         self.not_possible.append({"what": what, "why": why})
 
     def write(self, name: str, table: pl.DataFrame) -> None:
-        table.write_parquet(self.out_dir / f"{name}.parquet")
+        """Stage out_dir/<name>.parquet, validated against its contract (a part that did not run: no rows)."""
+        model = TABLES[name]
+        self.out.table(self.out_dir / f"{name}.parquet", table if table.width else empty_table(model), model)
 
 
 def run_model_fidelity(params: dict, model: str, predictions_dir: Path, processed_dir: Path, coder_path: Path,
@@ -71,8 +80,19 @@ def run_model_fidelity(params: dict, model: str, predictions_dir: Path, processe
     turns = read_table(Path(processed_dir) / "turns.parquet", Turns)
     if cfg["simulate"]["enabled"] or cfg["safety"]["enabled"]:
         check_adapter(Path(adapter_dir))
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    run = Run(cfg, coder, predictions, dialogs, turns, StageClients(params, model, base_dir, adapter_dir), Path(out_dir))
+    metrics_out = Path(metrics_out)
+    with StagedOutputs([*(Path(out_dir) / f"{name}.parquet" for name in TABLES), metrics_out]) as out:
+        clients = StageClients(params, model, base_dir, adapter_dir)
+        summary = _measure(Run(cfg, coder, predictions, dialogs, turns, clients, Path(out_dir), out), model, coder_path,
+                           coder_metrics, judge_validation, started)
+        out.json(metrics_out, summary)
+    return summary
+
+
+def _measure(run: Run, model: str, coder_path: Path, coder_metrics: Path | None, judge_validation: Path | None,
+             started: float) -> dict:
+    """Run every part, stage its tables; the metrics summary."""
+    cfg = run.cfg
     summary = {
         "model": model,
         "coder": coder_summary(coder_path, coder_metrics),
@@ -91,9 +111,6 @@ def run_model_fidelity(params: dict, model: str, predictions_dir: Path, processe
         "settings": {k: cfg[k] for k in ("judge", "simulate", "safety", "bootstrap_samples", "seed")},
         "wall_s": {**run.wall_s, "total": round(time.perf_counter() - started, 2)},
     }
-    metrics_out = Path(metrics_out)
-    metrics_out.parent.mkdir(parents=True, exist_ok=True)
-    metrics_out.write_text(json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
@@ -160,8 +177,8 @@ def simulation_part(run: Run) -> dict | None:
         summary["profiles"] = len(profiles)
     else:
         run.skip("simulated sessions (CTRS)", "fidelity.simulate.enabled is false")
-    write_table(dialogs, run.out_dir / "sessions_dialogs.parquet", Dialogs)
-    write_table(turns, run.out_dir / "sessions_turns.parquet", Turns)
+    run.write("sessions_dialogs", dialogs)
+    run.write("sessions_turns", turns)
     run.write("ctrs", ctrs_items)
     return summary
 

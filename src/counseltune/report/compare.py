@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import json
-from itertools import combinations
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from counseltune.evaluate.run import ITEM_METRICS, adjust_holm, compare_paired
+from counseltune.report.comparison_stats import write_comparison_tables
 from counseltune.report.document import Document, Image, Paragraph, Section, Table
-from counseltune.fidelity.coded_replies import between_models
 from counseltune.report.fidelity import between_models_section, comparison_sections
 from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_cell
 from counseltune.report.plots import bars_with_ci
 from counseltune.report.provenance import provenance
 from counseltune.report.spend import SpendTable, read_spend, spend_table
+from counseltune.schemas.fidelity import CodedReplies
+from counseltune.schemas.scores import ITEM_METRICS, IndicatorComparisons, ScoreComparisons, Scores
+from counseltune.tables.io import read_table
 
 TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2", "length_chars"]
 
@@ -30,7 +31,13 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
     stages' folders (<model>/coded.parquet), for the between-model tests on the same items."""
     models = params["run"]["models"]
     evaluations = {m: json.loads((eval_dir / f"{m}.json").read_text(encoding="utf-8")) for m in models}
-    scores = {m: pl.read_parquet(scores_dir / f"{m}.parquet") for m in models}
+    scores = {m: read_table(scores_dir / f"{m}.parquet", Scores) for m in models}
+    coded = None
+    if fidelity_tables is not None:
+        coded = {m: read_table(fidelity_tables / m / "coded.parquet", CodedReplies) for m in models
+                 if (fidelity_tables / m / "coded.parquet").exists()}
+    # the statistics come from report-compare's own tables (comparison_stats); this module only renders them
+    tables = write_comparison_tables(out_dir, scores, params["evaluate"], coded, params["fidelity"])
     languages = sorted({lang for e in evaluations.values() for lang in e["languages"]})
     figures = out_dir / "figures"
     sections = [Section("About", [
@@ -40,16 +47,12 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
     ])]
     for lang in languages:
         sections.append(_language_section(lang, evaluations, figures, out_dir))
-    sections.append(_between_models(scores, params["evaluate"]))
+    sections.append(_between_models(read_table(tables["scores"], ScoreComparisons), params["evaluate"]))
     if fidelity_dir is not None or coder_metrics is not None:
         fidelity = {m: _read_json(fidelity_dir / f"{m}.json") for m in models} if fidelity_dir is not None else {}
         sections += comparison_sections(fidelity, _read_json(coder_metrics) if coder_metrics else None, figures, out_dir)
-    if fidelity_tables is not None:
-        coded = {m: pl.read_parquet(fidelity_tables / m / "coded.parquet") for m in models
-                 if (fidelity_tables / m / "coded.parquet").exists()}
-        fidelity_cfg = params["fidelity"]
-        sections.append(between_models_section(
-            between_models(coded, fidelity_cfg["bootstrap_samples"], fidelity_cfg["seed"])))
+    if "indicators" in tables:
+        sections.append(between_models_section(read_table(tables["indicators"], IndicatorComparisons)))
     if spend_dir is not None:  # the LLM stages' spend tables (llm/spend.py)
         sections.append(spend_section(spend_table(read_spend(spend_dir))))
     record = run_provenance(models, eval_dir, scores_dir, params_path, [p for p in (fidelity_dir, coder_metrics) if p])
@@ -117,15 +120,11 @@ def spend_section(table: SpendTable) -> Section:
     ])
 
 
-def _between_models(scores: dict[str, pl.DataFrame], evaluate: dict[str, Any]) -> Section:
-    finetuned = {m: df.filter(pl.col("variant") == "finetuned") for m, df in scores.items()}
-    results = {}
-    for a, b in combinations(sorted(finetuned), 2):
-        for key, value in compare_paired(finetuned[a], finetuned[b], evaluate).items():
-            results[(a, b, *key)] = value
+def _between_models(comparisons: pl.DataFrame, evaluate: dict[str, Any]) -> Section:
+    """comparisons: report-compare's ScoreComparisons table, rows in the order the tests were run."""
+    results = {(r["model_a"], r["model_b"], r["language"], r["metric"]): r for r in comparisons.iter_rows(named=True)}
     if not results:
         return Section("Between models", [Paragraph("Only one model in this run: no between-model comparison.")])
-    adjust_holm(results)
     rows = [[f"{a} − {b}", lang, METRIC_LABELS.get(metric, metric), paired_cell(r), r.get("n", ""),
              r.get("n_dialogs", "")] for (a, b, lang, metric), r in sorted(results.items())]
     test = next((r["test"] for r in results.values() if r.get("test")), None)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from counseltune.fidelity.miti import GLOBAL_SCORES, SCORE_LABELS, TOTALS
 from counseltune.report.document import Alert, Image, Paragraph, Section, Table
 from counseltune.report.plots import bars_with_ci, miti_scatter
@@ -329,8 +331,10 @@ def comparison_sections(fidelity: dict[str, dict], coder: dict | None, figures: 
     return [Section("Fidelity across models (MITI, judge, CTRS, safety)", blocks)]
 
 
-def between_models_section(results: dict[tuple[str, str, str], dict]) -> Section:
-    """Fine-tuned models against each other on the behavior indicators of the same held-out items."""
+def between_models_section(comparisons: pl.DataFrame) -> Section:
+    """Fine-tuned models against each other on the behavior indicators of the same held-out items (report-compare's
+    IndicatorComparisons table, rows in the order the tests were run)."""
+    results = {(r["model_a"], r["model_b"], r["indicator"]): r for r in comparisons.iter_rows(named=True)}
     if not results:
         return Section("Fidelity between models", [Paragraph(
             "No two models have coded replies to the same items (one model, or no English items): no comparison.")])

@@ -11,7 +11,9 @@ import pytest
 
 from counseltune.fidelity.coder import CoderError
 from counseltune.fidelity.coder_stage import run_coder_stage
+from counseltune.fidelity.model_stage import TABLES as CONTRACTS
 from counseltune.fidelity.model_stage import run_model_fidelity
+from counseltune.tables.io import read_table
 from tests.fidelity.conftest import SAMPLE
 from tests.fidelity.stage_inputs import MODEL, fidelity_params, respond, write_predictions
 from tests.fidelity.test_judge_loopback import JUDGE, KEY_ENV, ScriptedOpenAI
@@ -51,8 +53,9 @@ def test_without_llm_parts_the_coder_measures_every_variant(params, predictions,
     summary = run(fidelity_params(params), predictions, processed_sample, coder, tmp_path)
 
     assert json.loads((tmp_path / "fidelity.json").read_text()) == json.loads(json.dumps(summary))
-    for name in TABLES:
-        assert (tmp_path / "tables" / f"{name}.parquet").exists(), name
+    for name in TABLES:  # each under its contract: a part that did not run leaves no rows, but its columns
+        read_table(tmp_path / "tables" / f"{name}.parquet", CONTRACTS[name])
+    assert pl.read_parquet(tmp_path / "tables/ctrs.parquet").columns == list(CONTRACTS["ctrs"].to_schema().columns)
     coded = pl.read_parquet(tmp_path / "tables/coded.parquet")
     assert set(coded["variant"]) == {"base", "finetuned", "reference"} and set(coded["language"]) == {"en"}
     questions = dict(coded.group_by("variant").agg((pl.col("mi_behavior") == "question").mean()).iter_rows())

@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _stage(sub, "synthesize", "generate synthetic MI/CBT sessions with the LLM client, filter and validate them",
                _synthesize, "Seeds from curated train dialogs; each generator of synthesize.generators writes OUT_DIR/"
                "{dialogs,turns,quarantine}.parquet (source synthetic:<generator>) and generation.json (backend, "
-               "model, prompt version, seed, acceptance rate, requests, cache hits, tokens, cost). The LLM is "
+               "model, prompt version, seed, sessions requested/attempted/accepted/quarantined, replacement "
+               "rounds, stop reason, requests, cache hits, tokens, cost). The LLM is "
                "params.llm; answered requests are cached in llm.cache_dir, so a re-run pays only for the rest.")
     p.add_argument("--generator", required=True, help="a key under synthesize.generators")
     p.add_argument("--processed", required=True, type=Path, help="curated tables, e.g. data/processed")
@@ -331,7 +332,11 @@ def _synthesize(args) -> int:
     stats = synthesize(params, args.generator, args.processed, args.out_dir, client, planner_path=args.planner,
                        metrics_path=args.stats)
     print(f"synthesize {args.generator}: {stats['n_accepted']} of {stats['n_requested']} sessions accepted "
-          f"({stats['acceptance_rate']:.0%}); quarantined: {stats['quarantine_reasons'] or 'none'} -> {args.out_dir}")
+          f"({stats['n_attempted']} attempted in {len(stats['attempt_rounds'])} round(s), stop: {stats['stop_reason']}); "
+          f"quarantined: {stats['quarantine_reasons'] or 'none'} -> {args.out_dir}")
+    if stats["stop_reason"] != "target_reached":  # kept and written, but short of n_sessions: say why, once
+        print(f"warning: synthesize {args.generator} stopped short ({stats['stop_reason']}): {stats['stop_detail']}",
+              file=sys.stderr)
     print(summary(client.usage, stage=f"synthesize {args.generator}"))
     if args.spend is not None:  # this job's part of the run's spend ledger, the table the reports read
         write_job_spend(params["llm"], f"synthesize[{args.generator}]", args.spend)

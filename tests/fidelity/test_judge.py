@@ -38,7 +38,8 @@ def test_valid_answers_become_codes_globals_and_summaries(loopback):
 
     assert judge.calls == [3]  # one request per session, all in one complete() call
     assert result.report() == {"sessions": 3, "judged": 3, "failed": 0, "failures_by_reason": {}, "reasks": 0,
-                               "skipped_no_counselor_turn": 0}
+                               "skipped_no_counselor_turn": 0, "asks": 3, "truncated": 0, "paid_attempts": 3,
+                               "cache_hits": 0, "cost_usd": 0.0}
     a = result.codes.filter(pl.col("dialog_id") == "toy:a")
     assert a["turn_index"].to_list() == [0, 2, 4]
     assert a["miti_code"].to_list() == ["open_question", "simple_reflection", "open_question"]
@@ -81,11 +82,12 @@ def test_exhausted_reasks_are_a_counted_failure_never_data(loopback):
     assert len(server.log) == 4  # 2 first asks + 2 re-asks of the hopeless one
 
 
-def test_a_reply_that_is_not_json_fails_through_the_client(loopback):
+def test_a_reply_that_is_not_json_is_reasked_then_a_counted_failure(loopback):
     server, client_for = loopback
-    server.script("not_json", "not_json", "not_json")  # the client retries twice, then gives up
+    server.script("not_json", "not_json", "not_json")  # re-asked here (max_reasks 2), not retried by the client
     result = judge_miti(client_for(JUDGE), [session("toy:a")])
-    assert result.outcome.failures == {"client_invalid_json": 1} and result.codes.is_empty()
+    assert result.outcome.failures == {"not_json": 1} and result.codes.is_empty()
+    assert len(server.log) == 3 and result.outcome.reasks == 2
 
 
 def test_rerun_sends_nothing_and_a_changed_session_only_itself(loopback):

@@ -26,7 +26,6 @@ def cache_files(cache_dir) -> list:
     ("malformed_json", "malformed", {}),
     ("missing_choices", "malformed", {}),
     ("empty_content", "malformed", {}),
-    ("length", "truncated", {"require_complete": True}),
     ("not_json", "invalid_json", {"json_mode": True}),
 ])
 def test_each_fault_is_retried_survived_and_counted(fault, reason, options, fake_server, api_key, tmp_path):
@@ -40,8 +39,7 @@ def test_each_fault_is_retried_survived_and_counted(fault, reason, options, fake
     assert client.usage.requests == 2
     assert client.usage.attempt_errors == {reason: 1}
     assert client.usage.failures == {}
-    assert server.paid() == (2 if fault in ("malformed_json", "missing_choices", "empty_content", "length",
-                                            "not_json") else 1)
+    assert server.paid() == (2 if fault in ("malformed_json", "missing_choices", "empty_content", "not_json") else 1)
 
 
 def test_retry_after_is_honored(fake_server, api_key, tmp_path):
@@ -71,7 +69,6 @@ def test_backoff_grows_between_attempts(fake_server, api_key, tmp_path):
 
 @pytest.mark.parametrize("fault, reason, options", [
     ("503", "http_5xx", {}),
-    ("length", "truncated", {"require_complete": True}),
     ("empty_content", "malformed", {}),
 ])
 def test_exhausted_retries_give_a_failure_never_data(fault, reason, options, fake_server, api_key, tmp_path):
@@ -83,6 +80,28 @@ def test_exhausted_retries_give_a_failure_never_data(fault, reason, options, fak
     assert len(server.log) == 3
     assert client.usage.failures == {reason: 1} and client.usage.attempt_errors == {reason: 3}
     assert cache_files(tmp_path / "cache") == []  # only successful replies are cached
+
+
+@pytest.mark.parametrize("options", [{"require_complete": True}, {"json_mode": True}])
+def test_a_truncated_reply_is_never_retried_as_a_transport_fault(options, fake_server, api_key, tmp_path):
+    # The same request would be cut again: a retry would only buy another full answer. One paid attempt, priced.
+    server = fake_server(default="length")
+    client = make_client(remote_config(server, tmp_path / "cache", max_retries=5))
+    [result] = client.complete(user_requests(1, **options))
+
+    assert result == Failure("truncated", result.detail, attempts=1)
+    assert len(server.log) == server.paid() == 1 and client.usage.requests == 1
+    assert client.usage.cost_usd > 0 and client.usage.failures == {"truncated": 1}
+    assert cache_files(tmp_path / "cache") == []  # never data
+
+
+def test_a_truncated_reply_goes_to_a_caller_that_validates_it(fake_server, api_key, tmp_path):
+    # fidelity/structured.py re-asks it itself: it comes back as a Reply, cached, so a re-run replays it for free
+    server = fake_server(default="length")
+    [result] = make_client(remote_config(server, tmp_path)).complete(user_requests(1, json_mode=True, caller_validates=True))
+    assert isinstance(result, Reply) and result.finish_reason == "length" and len(server.log) == 1
+    [again] = make_client(remote_config(server, tmp_path)).complete(user_requests(1, json_mode=True, caller_validates=True))
+    assert again.cached and again.text == result.text and len(server.log) == 1
 
 
 def test_a_truncated_reply_is_data_when_the_caller_accepts_it(fake_server, api_key, tmp_path):

@@ -47,8 +47,10 @@ def test_mi_planned_writes_valid_tables_with_failures_quarantined(processed, tmp
 
     failed = stats["n_failed"].get("llm_timeout", 0)
     assert failed >= 1 and stats["n_requested"] == 8
-    assert dialogs.height == stats["n_accepted"] == 8 - failed
-    assert stats["acceptance_rate"] == pytest.approx(dialogs.height / 8)
+    # the failed sessions were replaced by new ones: n_sessions counts accepted sessions
+    assert dialogs.height == stats["n_accepted"] == 8 and stats["n_attempted"] == 8 + failed
+    assert stats["stop_reason"] == "target_reached" and stats["attempt_rounds"][0] == {"attempted": 8, "accepted": 8 - failed}
+    assert stats["acceptance_rate"] == pytest.approx(8 / (8 + failed))
     assert stats["rounds"] == len(client.batches)
     assert quarantine.height == failed and set(quarantine["reason"]) == {"llm_timeout"}
     assert set(quarantine["record"]).isdisjoint(dialogs["dialog_id"])  # a failed session is never data
@@ -104,7 +106,8 @@ def test_filtered_sessions_are_quarantined_with_reasons(processed, tmp_path):
     assert dialogs.height == 0 and stats["acceptance_rate"] == 0.0
     assert set(quarantine["reason"]) == {"wrong_language"}
     assert all("role_leakage" in d for d in quarantine["detail"])  # every failure is in the detail
-    assert meta["quarantine_reasons"] == {"wrong_language": 4}
+    # every replacement failed too: the attempt cap (3 x n_sessions) stopped the run
+    assert meta["quarantine_reasons"] == {"wrong_language": 12} and meta["stop_reason"] == "attempt_cap"
 
 
 def test_duplicate_sessions_are_quarantined(processed, tmp_path):

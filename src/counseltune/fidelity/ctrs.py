@@ -57,7 +57,8 @@ class CtrsJudgement:
         totals = self.totals["total"]
         return {"sessions": len(self.outcome.answers) + len(self.skipped), "judged": len(self.outcome.ok),
                 "failed": sum(self.outcome.failures.values()), "failures_by_reason": self.outcome.failures,
-                "reasks": self.outcome.reasks, "skipped_no_counselor_turn": len(self.skipped),
+                "skipped_no_counselor_turn": len(self.skipped),
+                **self.outcome.accounting(),
                 "mean_total": float(totals.mean()) if len(totals) else None,
                 "mean_item": {item: float(v) for item, v in self.items.group_by("item").agg(pl.col("score").mean())
                               .sort("item").iter_rows()}}

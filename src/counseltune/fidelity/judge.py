@@ -15,6 +15,7 @@ import polars as pl
 
 from counseltune.llm import Client
 
+from .answer_bound import max_answer_tokens
 from .judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
 from .miti import (
     BEHAVIOR_CODES,
@@ -31,8 +32,6 @@ PROMPT_VERSION = "miti-judge-v2"   # bump whenever judge_prompts.MITI_SYSTEM or 
 # The judge names question subtypes; MITI 4.2.1's own Question code is their sum (see miti.questions).
 JUDGE_CODES = tuple(code for c in BEHAVIOR_CODES for code in (QUESTION_SUBTYPES if c == "question" else (c,)))
 MAX_JUSTIFICATION_CHARS = 200   # one or two sentences; bounded so a whole answer fits the token cap
-# Output budget: the globals and JSON frame, plus about one short object per coded utterance.
-BASE_TOKENS, TOKENS_PER_UTTERANCE = 500, 24
 
 
 def miti_schema(counselor_turns: Sequence[int]) -> dict:
@@ -57,8 +56,10 @@ def miti_schema(counselor_turns: Sequence[int]) -> dict:
 def miti_task(session: Session, max_tokens_cap: int) -> Task:
     messages = (("system", MITI_SYSTEM[session.language]),
                 ("user", f"{TRANSCRIPT_HEADER[session.language]}\n{session.transcript()}"))
-    max_tokens = min(max_tokens_cap, BASE_TOKENS + TOKENS_PER_UTTERANCE * len(session.counselor_turns))
-    return Task(session.dialog_id, messages, miti_schema(session.counselor_turns), max_tokens, session.language)
+    schema = miti_schema(session.counselor_turns)
+    # no more than the longest answer this session's schema allows (a short session asks for less)
+    max_tokens = min(max_tokens_cap, max_answer_tokens(schema))
+    return Task(session.dialog_id, messages, schema, max_tokens, session.language)
 
 
 @dataclass
@@ -73,7 +74,8 @@ class MitiJudgement:
     def report(self) -> dict:
         return {"sessions": len(self.outcome.answers) + len(self.skipped), "judged": len(self.outcome.ok),
                 "failed": sum(self.outcome.failures.values()), "failures_by_reason": self.outcome.failures,
-                "reasks": self.outcome.reasks, "skipped_no_counselor_turn": len(self.skipped)}
+                "skipped_no_counselor_turn": len(self.skipped),
+                **self.outcome.accounting()}
 
 
 def judge_miti(client: Client, sessions: Sequence[Session], *, seed: int = 0, max_reasks: int = 2,

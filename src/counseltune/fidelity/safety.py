@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -83,6 +83,7 @@ class SafetyReport:
     model: str
     rows: pl.DataFrame          # one per probe: probe, reply, precheck, judge flags (null when not rated), failure
     threshold: float
+    judge: dict = field(default_factory=dict)  # the judge's requests: asks, re-asks, truncated, paid attempts, cost
 
     @property
     def rated(self) -> pl.DataFrame:
@@ -107,6 +108,7 @@ class SafetyReport:
             "precheck_rate": float(answered["mentions_resource"].mean()) if answered.height else None,
             # the rules and the judge disagree on whether the reply points to help: where to look first
             "precheck_disagreements": self.rated.filter(pl.col("mentions_resource") != pl.col("points_to_resources")).height,
+            "judge_requests": self.judge,
         }
 
 
@@ -123,8 +125,8 @@ def evaluate_safety(model: Client, judge: Client, probes: Sequence[Probe], *, th
     tasks = [Task(p.id, (("system", SAFETY_SYSTEM[p.language]),
                          ("user", EXCHANGE[p.language].format(category=p.category, probe=p.text, reply=text))),
                   safety_schema(), judge_max_tokens, p.language) for p, text in answered]
-    verdicts = {a.key: a for a in ask_json(judge, tasks, Settings(PROMPT_VERSION, seed, max_reasks=max_reasks),
-                                          desc="judge safety").answers}
+    outcome = ask_json(judge, tasks, Settings(PROMPT_VERSION, seed, max_reasks=max_reasks), desc="judge safety")
+    verdicts = {a.key: a for a in outcome.answers}
     rows = []
     for probe, reply in zip(probes, replies):
         text = None if isinstance(reply, Failure) else reply.text
@@ -140,7 +142,7 @@ def evaluate_safety(model: Client, judge: Client, probes: Sequence[Probe], *, th
     schema = {"model": pl.String, "probe_id": pl.String, "language": pl.String, "category": pl.String,
               "reply": pl.String, "mentions_resource": pl.Boolean, **{c: pl.Boolean for c in (*CRITERIA, "safe")},
               "justification": pl.String, "failure": pl.String}
-    return SafetyReport(model_name or model.model, pl.DataFrame(rows, schema=schema), threshold)
+    return SafetyReport(model_name or model.model, pl.DataFrame(rows, schema=schema), threshold, outcome.accounting())
 
 
 def _probe_messages(probe: Probe, system: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

@@ -6,6 +6,12 @@ wrong appended to the conversation. That note changes the request, so a re-ask n
 while an unchanged re-run replays every round from the cache (the bad answer is cached too, so its note is the
 same). A task still invalid after `max_reasks` re-asks, or one the client gave up on, is a failure: counted and
 reported, never returned as data.
+
+An answer cut by max_tokens (finish_reason "length") is one of those bad answers: the client hands it back
+instead of retrying it as a transport fault (ChatRequest.caller_validates), so it costs one request, and it is
+re-asked here with a note to answer shorter, at most `max_reasks` times. Every request a round sends (first
+asks, re-asks, and the client's transport retries) is in the client's usage and priced there; the Outcome
+carries what this call added to it (requests, paid attempts, cost).
 """
 
 from __future__ import annotations
@@ -28,6 +34,11 @@ Check = Callable[[dict], "str | None"]
 MAX_ERRORS_IN_NOTE = 5
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
+TRUNCATED_NOTE = {
+    "en": "the answer was cut off at the length limit ({max_tokens} tokens); keep every justification short",
+    "zh": "回答超过了长度上限（{max_tokens} 个 token）被截断；请把每条理由写得简短",
+    "ko": "답변이 길이 제한({max_tokens} 토큰)에서 잘렸습니다; 모든 근거를 짧게 쓰세요",
+}
 REASK_NOTE = {
     "en": "Your answer was not valid: {errors}. Answer again with only the corrected JSON object.",
     "zh": "你的回答不符合要求：{errors}。请只输出修正后的 JSON 对象。",
@@ -60,7 +71,7 @@ class Answer:
     key: str
     data: dict | None                         # the validated object; None for a failure
     attempts: int                             # requests made for this task (1 + re-asks)
-    failure: str | None = None                # schema_invalid (schema or check) | not_json | client_<reason>
+    failure: str | None = None                # schema_invalid (schema or check) | not_json | truncated | client_<reason>
     detail: str = ""
 
     @property
@@ -73,6 +84,19 @@ class Outcome:
     answers: list[Answer]
     reasks: int = 0                           # re-asks sent (each one a request, cached or not)
     failures: dict[str, int] = field(default_factory=dict)
+    truncated: int = 0                        # answers cut by max_tokens (each one re-asked or a failure)
+    paid_attempts: int = 0                    # requests the client sent for this call (transport retries included)
+    cache_hits: int = 0
+    cost_usd: float = 0.0                     # what those attempts cost, as the client priced them
+
+    @property
+    def asks(self) -> int:
+        """Requests made for the tasks: one first ask each, plus the re-asks."""
+        return len(self.answers) + self.reasks
+
+    def accounting(self) -> dict:
+        return {"asks": self.asks, "reasks": self.reasks, "truncated": self.truncated,
+                "paid_attempts": self.paid_attempts, "cache_hits": self.cache_hits, "cost_usd": round(self.cost_usd, 6)}
 
     @property
     def ok(self) -> list[Answer]:
@@ -92,7 +116,8 @@ def ask_json(client: Client, tasks: Sequence[Task], settings: Settings, desc: st
     answers: list[Answer | None] = [None] * len(tasks)
     conversations = [list(t.messages) for t in tasks]
     open_tasks = list(range(len(tasks)))
-    reasks = 0
+    reasks = truncated = 0
+    before = _spent(client)
     for round_ in range(settings.max_reasks + 1):
         requests = [_request(tasks[i], conversations[i], settings, schemas[id(tasks[i].schema)]) for i in open_tasks]
         results = client.complete(requests, desc=desc if round_ == 0 else f"{desc} re-ask {round_}")
@@ -103,13 +128,17 @@ def ask_json(client: Client, tasks: Sequence[Task], settings: Settings, desc: st
                 answers[i] = Answer(task.key, None, round_ + 1, f"client_{result.reason}", result.detail)
                 continue
             data, errors = _validate(result.text, validators[id(task.schema)], task.check)
+            cut = result.finish_reason == "length"
+            if cut and errors:  # a complete, valid object that just reached the limit is still an answer
+                truncated += 1
+                errors = [TRUNCATED_NOTE.get(task.language, TRUNCATED_NOTE["en"]).format(max_tokens=task.max_tokens)]
             if not errors:
                 answers[i] = Answer(task.key, data, round_ + 1)
             elif round_ < settings.max_reasks:
                 conversations[i] += [("assistant", result.text), ("user", _note(task.language, errors))]
                 still_open.append(i)
             else:
-                reason = "not_json" if data is None else "schema_invalid"
+                reason = "truncated" if cut else "not_json" if data is None else "schema_invalid"
                 answers[i] = Answer(task.key, None, round_ + 1, reason, "; ".join(errors))
         reasks += len(still_open)
         open_tasks = still_open
@@ -117,7 +146,14 @@ def ask_json(client: Client, tasks: Sequence[Task], settings: Settings, desc: st
             break
     final = [a for a in answers if a is not None]
     assert len(final) == len(tasks), "every task ends answered or failed"
-    return Outcome(final, reasks, dict(Counter(a.failure for a in final if a.failure)))
+    after = _spent(client)
+    return Outcome(final, reasks, dict(Counter(a.failure for a in final if a.failure)), truncated,
+                   paid_attempts=after[0] - before[0], cache_hits=after[1] - before[1], cost_usd=after[2] - before[2])
+
+
+def _spent(client: Client) -> tuple[int, int, float]:
+    usage = getattr(client, "usage", None)  # every real client has one; a bare test double may not
+    return (usage.requests, usage.cache_hits, usage.cost_usd) if usage is not None else (0, 0, 0.0)
 
 
 def failures_frame(outcome: Outcome, key: str = "dialog_id") -> pl.DataFrame:
@@ -161,4 +197,4 @@ def _request(task: Task, conversation: list[tuple[str, str]], settings: Settings
              schema: OutputSchema) -> ChatRequest:
     return ChatRequest(tuple(conversation), max_tokens=task.max_tokens, temperature=settings.temperature,
                        seed=settings.seed, prompt_version=settings.prompt_version, json_mode=True, schema=schema,
-                       tag=task.key)
+                       tag=task.key, caller_validates=True)

@@ -96,11 +96,18 @@ class CachingClient:
 
 
 def rejection(request: ChatRequest, text: str, finish_reason: str) -> AttemptFailed | None:
-    """Why a reply may not be returned as data (None: it may)."""
+    """Why a reply may not be returned as data (None: it may).
+
+    A reply cut by max_tokens is not a transport fault: the same request would be cut again, so it is never
+    retried here (each retry would buy another full answer). It is a Failure, or, for a caller that validates
+    and re-asks itself (caller_validates), a Reply with finish_reason "length" for it to count as a re-ask.
+    """
     if not text.strip():
         return AttemptFailed("malformed", "empty content")
+    if request.caller_validates:
+        return None
     if finish_reason == "length" and (request.require_complete or request.wants_json):
-        return AttemptFailed("truncated", f"cut at max_tokens={request.max_tokens}")
+        return AttemptFailed("truncated", f"cut at max_tokens={request.max_tokens}", retryable=False)
     if request.wants_json and not _is_json_object(text):
         return AttemptFailed("invalid_json", "json_mode reply is not a JSON object")
     return None

@@ -48,7 +48,10 @@ class ChatRequest:
     json_mode: bool = False                 # ask for a JSON object; a reply that is not one is a Failure
     schema: OutputSchema | None = None      # ask for JSON of this schema (implies json_mode; the caller validates)
     tag: str = ""                           # caller's label for logs/accounting (not part of the cache key)
-    require_complete: bool = False          # a reply cut by max_tokens is retried, then a Failure (not in the key)
+    require_complete: bool = False          # a reply cut by max_tokens is a Failure, not data (not in the key)
+    # The caller validates the reply and re-asks itself (fidelity/structured.py): a reply cut by max_tokens or not
+    # JSON comes back as a Reply (and is cached, so a re-run replays it) instead of being retried here. Not in the key.
+    caller_validates: bool = False
 
     @staticmethod
     def of(messages: Sequence[dict[str, str]], **kwargs) -> ChatRequest:

@@ -169,3 +169,19 @@ def test_left_padded_batches_generate_what_each_prompt_generates_alone(name, tin
     assert batch["attention_mask"].min() == 0  # the second prompt is padded
     together = model.generate(**batch, max_new_tokens=6, min_new_tokens=6, do_sample=False)[:, -6:].tolist()
     assert together == alone
+
+
+@pytest.mark.parametrize("name", STUDY_MODELS)
+def test_the_training_loss_runs_on_each_family_and_equals_its_own_loss(name, tiny_bases):
+    """Baichuan2's hub code has no `logits_to_keep`: the loss falls back to the model's own (the rehearsal found
+    a stand-in that claimed it and crashed the fine-tune); the others take the logits-at-labels path."""
+    from counseltune.train.loss import causal_lm_loss
+
+    entry, folder = tiny_bases[name]
+    model = loader.load_model(name, entry, folder).float()
+    ids = torch.randint(5, 400, (2, 12))
+    labels = ids.clone()
+    labels[:, :5] = -100
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    with torch.no_grad():
+        assert causal_lm_loss(model, model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-4)

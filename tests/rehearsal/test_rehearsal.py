@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(HEAVY_FIXTURE_TIMEOUT)]
 
 STUDY = "studies/mi-study.yaml"
 TWIN = "studies/mi-study.rehearsal.yaml"
-# The README's lines, character for character (test_the_readme_shows_the_rehearsal_lines checks they are there).
+# docs/studies.md's lines, character for character (test_the_docs_show_the_rehearsal_lines checks they are there).
 README_TWIN = "counseltune study twin studies/mi-study.yaml --api-url \"$API\" --out studies/mi-study.rehearsal.yaml"
 README_DVC = "counseltune study apply studies/mi-study.rehearsal.yaml && dvc exp run"
 README_SLURM = ("counseltune study apply studies/mi-study.rehearsal.yaml && "
@@ -155,10 +155,11 @@ def test_dvc_exp_show_lists_the_experiment(dvc_route):
     assert re.search(r"^\S+,[0-9a-f]{7}", out, re.MULTILINE) or "exp-" in out, out[:2000]
 
 
-def test_the_readme_shows_the_rehearsal_lines(repo):
-    readme = (repo / "README.md").read_text(encoding="utf-8")
-    for line in (README_TWIN, README_DVC, "make rehearse"):
-        assert line in readme, line
+def test_the_docs_show_the_rehearsal_lines(repo):
+    assert "make rehearse" in (repo / "README.md").read_text(encoding="utf-8")
+    studies = (repo / "docs" / "studies.md").read_text(encoding="utf-8")
+    for line in (README_TWIN, README_DVC):
+        assert line in studies, line
 
 
 # ---- the same study through Snakemake's SLURM profile on the session's real single-node SLURM ------------------

@@ -188,12 +188,14 @@ class BaichuanForCausalLM(BaichuanPreTrainedModel, GenerationMixin):
     def set_output_embeddings(self, new_embeddings):
         self.lm_head = new_embeddings
 
+    # The hub code's signature: no `logits_to_keep` (2023 remote code), so callers get full logits, as with the
+    # real Baichuan2 (train/loss.py then falls back to the model's own loss).
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep=0, **kwargs):
+                inputs_embeds=None, labels=None, use_cache=None, **kwargs):
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                          past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache)
         hidden = out.last_hidden_state
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden).float()
+        logits = self.lm_head(hidden).float()
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),

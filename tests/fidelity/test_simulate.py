@@ -10,11 +10,14 @@ import pytest
 from counseltune.schemas.tables import Dialogs, Turns
 
 from counseltune.fidelity.intake import (
+    IntakeError,
     IntakeProfile,
+    cpsycoune_profiles,
     load_cactus,
-    load_cpsycoune,
     profiles_from_dialogs,
 )
+from counseltune.fidelity.simulated_sessions import intake_profiles
+from counseltune.ingest.run import read_source
 from counseltune.fidelity.simulate import (
     SimulationSettings,
     simulate,
@@ -138,8 +141,30 @@ def test_cactus_loader_reads_the_real_files():
     assert chinese[0].attitude_instruction is None  # Cactus's English wording is not used for Chinese sessions
 
 
+def ingested_cpsycoune(params, root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    tables = read_source(params, "cpsycoune", root)
+    return tables.dialogs, tables.turns
+
+
+def test_cpsycoune_profiles_come_from_the_pipeline_tables(params):
+    """The ingested sample cases, as the raw parser once read them: raw topic in the id, numeric file order."""
+    dialogs, turns = ingested_cpsycoune(params, Path(params["sources"]["cpsycoune"]["path"]))
+    profiles = cpsycoune_profiles(dialogs, turns, attitude="negative")
+    assert len(profiles) == 18 and profiles[0].profile_id == "cpsycoune-Career-1-negative"
+    family = next(p for p in profiles if p.topic == "Family Relationship")  # the dialog id reads Family_Relationship
+    assert family.profile_id == "cpsycoune-Family-Relationship-1-negative" and family.provenance_file.endswith("1.json")
+    first = turns.filter((pl.col("dialog_id") == dialogs["dialog_id"].sort()[0]) & (pl.col("role") == "client"))
+    case = next(p for p in profiles if p.provenance_file == dialogs.sort("dialog_id")["provenance_file"][0])
+    assert case.opening == (("client", first["text"][0]),) and case.intake.endswith("\n".join(first["text"]))
+    cfg = {"source": "cpsycoune", "path": None, "limit": 3, "attitudes": ["neutral"], "opening_turns": 1}
+    assert [p.profile_id for p in intake_profiles(cfg, dialogs, turns)] == [
+        "cpsycoune-Career-1-neutral", "cpsycoune-Career-2-neutral", "cpsycoune-Education-1-neutral"]
+    with pytest.raises(IntakeError, match="no dialog of source 'cpsycoune'"):
+        cpsycoune_profiles(dialogs.with_columns(source=pl.lit("other")), turns)
+
+
 @pytest.mark.skipif(not CPSYCOUNE.is_dir(), reason="raw CPsyCounE files not present")
-def test_cpsycoune_loader_reads_the_real_cases():
-    profiles = load_cpsycoune(CPSYCOUNE)
+def test_cpsycoune_profiles_of_the_real_cases(params):
+    profiles = cpsycoune_profiles(*ingested_cpsycoune(params, CPSYCOUNE))
     assert len(profiles) == 45 and all(p.language == "zh" and p.opening[0][0] == "client" for p in profiles)
     assert len({p.profile_id for p in profiles}) == 45

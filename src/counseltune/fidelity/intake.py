@@ -2,8 +2,8 @@
 
 Three sources:
   - Cactus evaluation seeds (evaluation.json / evaluation_chinese.json: 150 intake forms x 3 attitudes);
-  - CPsyCounE cases (raw `<Topic>/<n>.json`, read by the ingest parser): the case's client utterances are the
-    background, its first client utterance the opening;
+  - CPsyCounE cases (the pipeline's canonical tables of the cpsycoune source, not its raw files): the case's
+    client utterances are the background, its first client utterance the opening;
   - curated test dialogs (canonical tables): the opening client turns.
 """
 
@@ -76,21 +76,32 @@ def load_cactus(path: Path | str, *, attitudes: tuple[str, ...] = ATTITUDES, lim
     return profiles
 
 
-def load_cpsycoune(root: Path | str, *, attitude: str = "neutral", limit: int | None = None) -> list[IntakeProfile]:
-    """CPsyCounE cases (Chinese) -> profiles; the case's own client utterances are the client's background."""
-    from counseltune.ingest.base import Ledger
-    from counseltune.ingest.cpsycoune import read
-
+def cpsycoune_profiles(dialogs: pl.DataFrame, turns: pl.DataFrame, *, source: str = "cpsycoune",
+                       attitude: str = "neutral", limit: int | None = None) -> list[IntakeProfile]:
+    """CPsyCounE cases (Chinese) in canonical tables -> profiles; the case's own client utterances are the client's
+    background. Cases in the order the source lists them: `<Topic>/<n>.json` by topic, then n numerically."""
     _check_attitude(attitude)
+    where = pl.col("provenance_file").str.extract_groups(r"^(?<folder>.*?)(?<number>\d*)\.json$")
+    cases = (dialogs.filter(pl.col("source") == source)
+             .with_columns(_folder=where.struct["folder"], _number=where.struct["number"].cast(pl.Int64, strict=False))
+             .sort("_folder", "_number", "provenance_file", nulls_last=True))
+    if not cases.height:
+        raise IntakeError(f"fidelity.simulate.source cpsycoune: the tables hold no dialog of source {source!r}; "
+                          "list CPsyCounE under sources in params.yaml (format cpsycoune)")
+    said_by_case: dict[str, list[str]] = {}
+    client = turns.filter((pl.col("role") == "client") & pl.col("dialog_id").is_in(cases["dialog_id"].implode()))
+    for dialog_id, text in client.sort("dialog_id", "turn_index").select("dialog_id", "text").iter_rows():
+        said_by_case.setdefault(dialog_id, []).append(text)
     profiles = []
-    for case in read(Path(root), Ledger("cpsycoune", "file"), {}):
-        said = [t.text.strip() for t in case.turns if t.role == "client" and t.text.strip()]
+    for case in cases.iter_rows(named=True):
+        said = said_by_case.get(case["dialog_id"])
         if not said:
             continue
+        key = case["provenance_file"].removesuffix(".json")  # the raw `<Topic>/<n>` (the dialog id normalizes it)
         profiles.append(IntakeProfile(
-            profile_id=f"cpsycoune-{_safe_id(case.key)}-{attitude}", language="zh",
-            intake=f"主题：{case.topic}\n" + "\n".join(said), attitude=attitude, opening=(("client", said[0]),),
-            topic=case.topic, provenance_file=case.file, provenance_record=case.record))
+            profile_id=f"cpsycoune-{_safe_id(key)}-{attitude}", language=case["language"],
+            intake=f"主题：{case['topic']}\n" + "\n".join(said), attitude=attitude, opening=(("client", said[0]),),
+            topic=case["topic"], provenance_file=case["provenance_file"], provenance_record=case["provenance_record"]))
         if limit is not None and len(profiles) >= limit:
             break
     return profiles

@@ -15,7 +15,7 @@ from counseltune.fidelity.coded_replies import CODER_LANGUAGES
 from counseltune.fidelity.coder import MitiCoder, code_turns
 from counseltune.fidelity.counts import behavior_counts
 from counseltune.fidelity.ctrs import TOTAL_MAX, CtrsJudgement
-from counseltune.fidelity.intake import IntakeProfile, load_cactus, load_cpsycoune, profiles_from_dialogs
+from counseltune.fidelity.intake import IntakeProfile, cpsycoune_profiles, load_cactus, profiles_from_dialogs
 from counseltune.fidelity.profile import miti_profile
 from counseltune.fidelity.simulate import Simulation
 
@@ -23,16 +23,17 @@ GENERATED = "generated:"   # Turns.location prefix of a simulated turn (simulate
 
 
 def intake_profiles(cfg: dict, dialogs: pl.DataFrame, turns: pl.DataFrame) -> list[IntakeProfile]:
-    """fidelity.simulate -> at most `limit` profiles from its source, attitudes taken in turn."""
+    """fidelity.simulate -> at most `limit` profiles from its source, attitudes taken in turn. curated and cpsycoune
+    read the stage's curated tables (dialogs, turns); cactus reads its seed file at fidelity.simulate.path."""
     source, limit, attitudes = cfg["source"], cfg["limit"], tuple(cfg["attitudes"])
-    if source in ("cactus", "cpsycoune") and not cfg.get("path"):
-        raise ValueError(f"fidelity.simulate.source {source} needs fidelity.simulate.path (the {source} files)")
+    if source == "cactus" and not cfg.get("path"):
+        raise ValueError("fidelity.simulate.source cactus needs fidelity.simulate.path (the Cactus seed file)")
     if source == "cactus":
         return load_cactus(Path(cfg["path"]), attitudes=attitudes, limit=limit)
     per_attitude = []
     for attitude in attitudes:
         if source == "cpsycoune":
-            per_attitude.append(load_cpsycoune(Path(cfg["path"]), attitude=attitude, limit=limit))
+            per_attitude.append(cpsycoune_profiles(dialogs, turns, attitude=attitude, limit=limit))
         elif source == "curated":
             per_attitude.append(profiles_from_dialogs(dialogs, turns, opening_turns=cfg["opening_turns"],
                                                       attitude=attitude, limit=limit))

@@ -9,7 +9,8 @@
 
 Each request takes the next fault from the queue (`faults`, or `script(...)` later); once the queue is empty a
 fault is drawn at `rates` (seeded), else `default` is served. Faults:
-  ok               a normal reply ("reply to: <last message>", a JSON object for response_format json_object)
+  ok               a normal reply ("reply to: <last message>", a JSON object for response_format json_object;
+                   for json_schema, an object of the schema when its properties are flat strings and enums)
   429              Retry-After: <retry_after>, at once (a rate limiter answers before doing any work)
   500, 503         a server error
   hang             no answer for hang_s, then the connection closes (past the client's timeout)
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from collections import deque
@@ -196,10 +198,34 @@ def _handler(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _flat_instance(schema: dict, text: str) -> dict | None:
+    """An object of a flat schema (enum and string properties), as a strict endpoint would answer: each string is
+    the text cut to its maxLength, or, if that breaks its pattern, the text's ASCII words (and a '?' or '.' if the
+    pattern wants one at the end); None for any other schema (the plain {"reply": ...} answer)."""
+    out = {}
+    for name, spec in schema.get("properties", {}).items():
+        if "enum" in spec:
+            out[name] = spec["enum"][0]
+        elif spec.get("type") == "string" and not set(spec) - {"type", "maxLength", "minLength", "pattern"}:
+            value = text[: spec.get("maxLength", len(text))]
+            if "pattern" in spec and not re.fullmatch(spec["pattern"], value):
+                plain = re.sub(r"[^\w ]+", " ", text, flags=re.ASCII).strip()[: spec.get("maxLength", 80) - 1] or "reply"
+                value = next((v for v in (plain, plain + "?", plain + ".") if re.fullmatch(spec["pattern"], v)), plain)
+            out[name] = value
+        else:
+            return None
+    return out
+
+
 def _completion(body: dict, fault: str) -> dict:
     last = body["messages"][-1]["content"]
-    json_mode = (body.get("response_format") or {}).get("type") in ("json_object", "json_schema")
+    response_format = body.get("response_format") or {}
+    json_mode = response_format.get("type") in ("json_object", "json_schema")
     content = json.dumps({"reply": last}, ensure_ascii=False) if json_mode else f"reply to: {last}"
+    if response_format.get("type") == "json_schema":
+        instance = _flat_instance(response_format["json_schema"]["schema"], last)
+        if instance is not None:
+            content = json.dumps(instance, ensure_ascii=False)
     finish_reason = "stop"
     if fault == "empty_content":
         content = ""

@@ -1,7 +1,8 @@
 """Test doubles and data for the synthesis tests: scripted LLM clients and small curated tables.
 
 ScriptedClient implements counseltune.llm.types.Client without a model: every reply is computed from its
-request (template, planned code, seed), so runs are deterministic and the tests can tell what was asked.
+request (template, planned code, seed), so runs are deterministic and the tests can tell what was asked. A
+request with an output schema (a turn) is answered with JSON of it, as a structured-output endpoint would.
 """
 
 from __future__ import annotations
@@ -81,7 +82,16 @@ def scripted_text(request: ChatRequest) -> str:
         labels = {"zh": ("来访者：", "咨询师："), "en": ("Client: ", "Counselor: "), "ko": ("내담자: ", "상담자: ")}[language]
         return "\n".join(labels[i % 2] + babble(language, f"{key}|{i}") + period for i in range(n))
     code = planned_code(request) if template == "mi_counselor_turn" else None
-    return babble(language, key) + (question if code in QUESTION_CODES else period)
+    return as_turn(request, babble(language, key) + (question if code in QUESTION_CODES else period))
+
+
+def as_turn(request: ChatRequest, utterance: str) -> str:
+    """The utterance as the JSON a turn request's schema asks for (the plan's label copied from its enum)."""
+    if request.schema is None:
+        return utterance
+    properties = request.schema.schema["properties"]
+    labels = {name: spec["enum"][0] for name, spec in properties.items() if "enum" in spec}
+    return json.dumps({**labels, "utterance": utterance}, ensure_ascii=False)
 
 
 @dataclass

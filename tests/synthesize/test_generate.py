@@ -16,7 +16,7 @@ from counseltune.synthesize.generate import (
 )
 from counseltune.synthesize.planner import fit
 from counseltune.synthesize.seeds import Seed
-from tests.synthesize.helpers import ScriptedClient, annomi_turns, planned_code
+from tests.synthesize.helpers import ScriptedClient, annomi_turns, as_turn, planned_code
 
 SEEDS = [
     Seed("toy:train-1", "zh", "工作压力", ("我最近工作压力很大。",), None, "我最近工作压力很大。"),
@@ -155,18 +155,53 @@ def test_cbt_answer_keeps_the_seed_question():
         assert session.turns[0].text in client.batches[0][session.index].messages[1][1]
 
 
-def test_truncated_and_empty_replies_end_the_session(planner):
+def test_truncated_invalid_and_empty_turns_end_the_session(planner):
+    cut = '{"talk":"change","utterance":"我最近很累。我想'
+
     def text(request):
-        return "咨询师：" if request.seed % 2 else "很长的回答"
+        return [cut, "咨询师：你好。", as_turn(request, "“”")][request.seed % 3]
 
     class Truncating(ScriptedClient):
         def complete(self, requests, desc=""):
             replies = super().complete(requests, desc)
-            return [Reply(r.text, 1, 1, "length" if r.text != "咨询师：" else "stop", False) for r in replies]
+            return [Reply(r.text, 1, 1, "length" if r.text == cut else "stop", False) for r in replies]
 
-    result = run("mi_planned", Truncating(text=text), planner, n=6)
-    reasons = {s.failure[0] for s in result.sessions}
-    assert reasons == {"truncated_reply", "empty_reply"}
+    result = run("mi_planned", Truncating(text=text), planner, n=9)
+    reasons = {s.request_seed % 3: s.failure[0] for s in result.sessions}
+    # a cut JSON turn is never trimmed into a turn; text that is not a turn of its schema is reported as such
+    assert reasons == {0: "truncated_reply", 1: "invalid_turn", 2: "empty_reply"}
+    assert all(len(s.turns) == 0 for s in result.sessions)
+
+
+def test_each_turn_is_asked_under_its_bounded_schema(planner):
+    client = ScriptedClient()
+    result = run("mi_planned", client, planner, n=3, turns=(6, 6), language="en", max_tokens=96)
+    cbt = ScriptedClient()
+    run("cbt_session", cbt, n=2, turns=(10, 10), language="en", max_tokens=96)
+    by_seed = {s.request_seed: s for s in result.sessions}
+    for round_index, batch in enumerate(client.batches):
+        for request in batch:
+            step = by_seed[request.seed].steps[round_index]
+            schema = request.schema.schema
+            label = ("code", step.code) if step.role == "counselor" else ("talk", step.talk)
+            assert request.schema.name == f"mi_planned_{step.role}_turn"
+            assert schema["properties"][label[0]] == {"type": "string", "enum": [label[1]]}
+            assert schema["required"] == sorted([label[0], "utterance"]) and not schema["additionalProperties"]
+            assert 16 <= schema["properties"]["utterance"]["maxLength"] < 96 * 4
+    first = [b[0].schema for b in cbt.batches]   # one session's requests, in order
+    assert [s.schema["properties"]["stage"]["enum"][0] for s in first if s.name == "cbt_session_counselor_turn"] \
+        == list(prompts.CBT_STAGES)
+    assert {s.name for s in first} == {"cbt_session_counselor_turn", "cbt_session_client_turn"}
+    # the turn text is the utterance, not the JSON around it
+    assert all(not t.text.startswith("{") for s in result.sessions for t in s.turns)
+
+
+def test_a_turn_prompt_shows_only_the_last_turns(planner):
+    client = ScriptedClient()
+    run("mi_planned", client, planner, n=1, turns=(8, 8), language="en")
+    last_prompt = client.batches[-1][0].messages[1][1]
+    shown = [line for line in last_prompt.split("\n") if line.startswith(("Client: ", "Counselor: "))]
+    assert len(shown) == prompts.HISTORY_TURNS
 
 
 class CutOff(ScriptedClient):
@@ -176,15 +211,15 @@ class CutOff(ScriptedClient):
         return [Reply("I hear you. It sounds like you want to chan", 1, 1, "length", False) for _ in requests]
 
 
-def test_a_reply_cut_by_max_tokens_keeps_its_complete_sentences(planner):
-    result = run("mi_planned", CutOff(), planner, n=2, turns=(4, 4), language="en")
+def test_an_unstructured_reply_cut_by_max_tokens_keeps_its_complete_sentences():
+    result = run("cbt_answer", CutOff(), n=2, language="en")
     assert all(s.failure is None for s in result.sessions)
-    assert {t.text for s in result.sessions for t in s.turns} == {"I hear you."}
-    assert all(s.meta["replies_trimmed"] == 4 for s in result.sessions)
+    assert {s.turns[-1].text for s in result.sessions} == {"I hear you."}
+    assert all(s.meta["replies_trimmed"] == 1 for s in result.sessions)
 
 
-def test_on_truncated_quarantine_ends_the_session_instead(planner):
-    result = run("mi_planned", CutOff(), planner, n=2, turns=(4, 4), language="en", on_truncated="quarantine")
+def test_on_truncated_quarantine_ends_the_session_instead():
+    result = run("cbt_answer", CutOff(), n=2, language="en", on_truncated="quarantine")
     assert {s.failure[0] for s in result.sessions} == {"truncated_reply"}
 
 

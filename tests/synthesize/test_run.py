@@ -56,7 +56,7 @@ def test_mi_planned_writes_valid_tables_with_failures_quarantined(processed, tmp
     assert set(quarantine["record"]).isdisjoint(dialogs["dialog_id"])  # a failed session is never data
     assert meta == stats == json.loads((tmp_path / "m.json").read_text())
     assert (meta["backend"], meta["model"], meta["seed"]) == ("scripted", "echo-1", 7)
-    assert meta["prompt_version"] == "mi_counselor_turn/v1+client_turn/v1"
+    assert meta["prompt_version"] == "mi_counselor_turn/v2+client_turn/v2"
     assert meta["usage"]["requests"] == client.usage.requests and meta["usage"]["failures"] == {"timeout": failed}
     assert meta["planner"]["dialogs"] >= 5  # fitted from the processed AnnoMI train turns
 

@@ -1,5 +1,6 @@
 """The synthesize stage against a real loopback OpenAI-compatible server: killed with SIGKILL halfway and
-re-run, or stopped by its budget and re-run with a larger one, it never pays twice for a request."""
+re-run, or stopped by its budget and re-run with a larger one, it never pays twice for a request. Every turn
+goes out with its schema as strict json_schema."""
 
 from __future__ import annotations
 
@@ -56,6 +57,21 @@ def wait_for(condition, timeout_s: float = 60.0) -> None:
         time.sleep(0.02)
 
 
+def turns_asked_with_their_schema(server: FakeOpenAI) -> bool:
+    """Each turn request carries a strict json_schema: one bounded utterance, plus the planned code (counselor) or
+    talk type (client) as a one-value enum; and no repetition_penalty (a local decode setting)."""
+    for entry in server.log:
+        fmt = entry.body.get("response_format") or {}
+        if fmt.get("type") != "json_schema" or not fmt["json_schema"]["strict"] or "repetition_penalty" in entry.body:
+            return False
+        schema = fmt["json_schema"]["schema"]
+        label = "code" if fmt["json_schema"]["name"] == "mi_planned_counselor_turn" else "talk"
+        if (schema["required"] != sorted([label, "utterance"]) or len(schema["properties"][label]["enum"]) != 1
+                or not 16 <= schema["properties"]["utterance"]["maxLength"] <= 4 * entry.body["max_tokens"]):
+            return False
+    return bool(server.log)
+
+
 def answered_once(server: FakeOpenAI) -> bool:
     counts = Counter(server.bodies())
     return bool(counts) and set(counts.values()) == {1}
@@ -90,7 +106,7 @@ def test_killed_halfway_and_rerun_pays_every_request_once(server, processed_samp
     assert rerun.returncode == 0, err[-2000:]
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["n_requested"] == N_SESSIONS and stats["usage"]["cache_hits"] == first_round + 1
-    assert answered_once(server)
+    assert answered_once(server) and turns_asked_with_their_schema(server)
     assert SECRET not in out + err + (tmp_path / "stats.json").read_text()
 
 

@@ -34,6 +34,7 @@ def key_fields(backend: str, model: str, request: ChatRequest) -> dict:
         "seed": request.seed, "json_mode": request.json_mode, "prompt_version": request.prompt_version,
         # Only when there is one: requests without a schema keep the keys (and cached answers) they had.
         **({"schema": [request.schema.name, request.schema.text]} if request.schema is not None else {}),
+        **({"repetition_penalty": float(request.repetition_penalty)} if request.repetition_penalty != 1.0 else {}),
     }
 
 

@@ -68,14 +68,14 @@ class LocalClient(CachingClient):
             ids = self._prompt_ids(p, record)
             if ids is not None:
                 r = p.request
-                groups[(r.max_tokens, r.temperature, r.top_p, r.schema)].append((p, ids))
+                groups[(r.max_tokens, r.temperature, r.top_p, r.repetition_penalty, r.schema)].append((p, ids))
         chunk = self.config.batch_size * BATCHES_PER_CHUNK
-        for (max_tokens, temperature, top_p, schema), items in groups.items():
+        for (max_tokens, temperature, top_p, repetition_penalty, schema), items in groups.items():
             processors = self._schema_processors(schema, [p for p, _ in items], record)
             if processors is False:
                 continue
             decode = {"max_new_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                      "repetition_penalty": 1.0, "batch_size": self.config.batch_size}
+                      "repetition_penalty": repetition_penalty, "batch_size": self.config.batch_size}
             items.sort(key=lambda item: (-len(item[1]), item[1]))  # similar lengths share a chunk, and so a batch
             for start in range(0, len(items), chunk):
                 part = items[start:start + chunk]

@@ -47,6 +47,8 @@ class ChatRequest:
     prompt_version: str = "v1"              # bump when a prompt template changes: old answers stop matching
     json_mode: bool = False                 # ask for a JSON object; a reply that is not one is a Failure
     schema: OutputSchema | None = None      # ask for JSON of this schema (implies json_mode; the caller validates)
+    # HF's repetition penalty, for local models only (chat APIs have no such field; remote endpoints ignore it)
+    repetition_penalty: float = 1.0
     tag: str = ""                           # caller's label for logs/accounting (not part of the cache key)
     require_complete: bool = False          # a reply cut by max_tokens is a Failure, not data (not in the key)
     # The caller validates the reply and re-asks itself (fidelity/structured.py): a reply cut by max_tokens or not

@@ -1,5 +1,7 @@
 """The four generators and the lockstep loop that drives them.
 
+A turn-by-turn generator asks each turn as JSON of a bounded per-turn schema (turn_schema.py): the planned
+code, talk type or CBT stage and one utterance that cannot hold a speaker label or run past max_tokens.
 Every session is planned up front (turn count, MI codes, client talk types, CBT stages) from its own
 seeded rng, so a session's plan does not depend on how many others run beside it. Then all sessions
 advance together: each round builds one ChatRequest per active session and makes ONE client.complete
@@ -20,11 +22,13 @@ import numpy as np
 
 from counseltune.errors import CounseltuneError
 from counseltune.llm.scrub import clip
-from counseltune.llm.types import ChatRequest, Client, Failure, Reply
+from counseltune.llm.types import ChatRequest, Client, Failure, OutputSchema, Reply
 from counseltune.synthesize import prompts
+from counseltune.synthesize.codes import QUESTION_CODES, REFLECTION_CODES
 from counseltune.synthesize.parse import clean_reply, last_complete_sentences, parse_transcript
 from counseltune.synthesize.planner import Planner
 from counseltune.synthesize.seeds import Seed
+from counseltune.synthesize.turn_schema import UTTERANCE, TurnError, read_turn, turn_schema
 from counseltune.text import normalize_text
 
 SOURCE_PREFIX = "synthetic"
@@ -45,8 +49,9 @@ class Settings:
     session_max_tokens: int = 1500
     temperature: float = 0.7
     top_p: float = 0.95
+    repetition_penalty: float = 1.0       # local decoding only (HF's, over prompt and reply): keeps a small model from echoing
     profile_chars: int = 600              # how much of the seed goes into a prompt
-    on_truncated: str = "trim"            # a turn that hits max_tokens: trim (keep its complete sentences) | quarantine
+    on_truncated: str = "trim"            # an unstructured reply (cbt_answer) that hits max_tokens: trim | quarantine
 
     @classmethod
     def from_params(cls, spec: dict[str, Any]) -> Settings:
@@ -124,18 +129,32 @@ class Generator(Protocol):
     def plan(self, seed: Seed, rng: np.random.Generator) -> tuple[list[Turn], list[Step]]: ...
     def messages(self, session: Session, step: Step) -> tuple[tuple[str, str], ...]: ...
     def prompt_version(self, step: Step) -> str: ...
+    def schema(self, step: Step) -> OutputSchema | None: ...
     def apply(self, session: Session, step: Step, reply: Reply) -> None: ...
 
 
 # ---- generators ---------------------------------------------------------------------------------------
 
 class _TurnByTurn:
-    """Shared by the turn-level generators: a reply becomes one turn of the planned role."""
+    """Shared by the turn-level generators: a JSON reply of the turn's schema becomes one turn of the planned role."""
 
     settings: Settings
 
+    def schema(self, step: Step) -> OutputSchema:
+        label = ("code", step.code) if step.code else ("talk", step.talk) if step.talk else \
+            ("stage", step.stage) if step.stage else None
+        ending = "question" if step.code in QUESTION_CODES else "statement" if step.code in REFLECTION_CODES else None
+        name = f"{self.name}_{step.role}_turn"  # type: ignore[attr-defined]
+        return turn_schema(name, self.settings.language, self.settings.max_tokens, label, ending)
+
     def apply(self, session: Session, step: Step, reply: Reply) -> None:
-        text, cut = clean_reply(reply.text, step.role)
+        try:
+            fields = read_turn(reply.text, self.schema(step))
+        except TurnError as err:  # only from an endpoint that ignored the schema: the session ends, reported
+            session.fail("invalid_turn", f"the {step.role} reply at step {session.cursor} is not a turn of its schema "
+                                         f"({err}): {clip(reply.text, 200)!r}")
+            return
+        text, cut = clean_reply(fields[UTTERANCE], step.role)
         normalized = normalize_text(text)
         if not normalized:
             session.fail("empty_reply", f"the {step.role} reply at step {session.cursor} was empty after cleaning: {reply.text!r}")
@@ -216,6 +235,9 @@ class MiPlain:
     def prompt_version(self, step: Step) -> str:
         return self.prompt_versions[0]
 
+    def schema(self, step: Step) -> None:
+        return None  # a whole transcript in the study's plain format
+
     def apply(self, session: Session, step: Step, reply: Reply) -> None:
         parsed = parse_transcript(reply.text)
         turns = [Turn(role, normalize_text(text), text) for role, text in parsed.turns]
@@ -246,6 +268,9 @@ class CbtAnswer:
 
     def prompt_version(self, step: Step) -> str:
         return self.prompt_versions[0]
+
+    def schema(self, step: Step) -> None:
+        return None  # paragraphs of prose, as CBT-LLM's answers
 
     def apply(self, session: Session, step: Step, reply: Reply) -> None:
         text, _ = clean_reply(reply.text, "counselor")
@@ -307,6 +332,7 @@ def _request(generator: Generator, session: Session, step: Step) -> ChatRequest:
     return ChatRequest(
         messages=generator.messages(session, step), max_tokens=max_tokens, temperature=settings.temperature,
         top_p=settings.top_p, seed=session.request_seed, prompt_version=generator.prompt_version(step),
+        schema=generator.schema(step), repetition_penalty=settings.repetition_penalty,
         tag=f"synthesize:{generator.name}",
     )
 
@@ -321,9 +347,11 @@ def _receive(generator: Generator, session: Session, step: Step, reply: Reply | 
     usage["tokens_out"] += reply.tokens_out
     usage["cached"] += int(reply.cached)
     if reply.finish_reason == "length":
-        # A turn cut by max_tokens keeps its complete sentences when the generator allows it (a small model
-        # rarely stops by itself); a whole-session transcript, or nothing complete to keep, ends the session.
-        trimmed = last_complete_sentences(reply.text) if step.role != "session" else None
+        # An unstructured reply cut by max_tokens keeps its complete sentences when the generator allows it (a small
+        # model rarely stops by itself); a cut JSON turn, a whole-session transcript, or nothing complete to keep,
+        # ends the session.
+        structured = generator.schema(step) is not None
+        trimmed = last_complete_sentences(reply.text) if step.role != "session" and not structured else None
         if generator.settings.on_truncated != "trim" or not trimmed:  # type: ignore[attr-defined]
             session.fail("truncated_reply", f"step {session.cursor} ({step.label()}) hit max_tokens: "
                                             f"{clip(reply.text, 120, keep='end')!r}")

@@ -21,6 +21,15 @@ SPEAKERS = {
 }
 COLON = {"zh": "：", "en": ": ", "ko": ": "}
 NO_TOPIC = {"zh": "未指定", "en": "not specified", "ko": "지정되지 않음"}
+# A turn prompt shows only the last few turns: a small model given the whole session echoes its early lines.
+HISTORY_TURNS = 4
+# The reply format of a turn request (decoded under turn_schema.py's schema, so the model cannot stray from it).
+# No example value: a small model copies a placeholder ("the client's words") instead of speaking.
+ANSWER_LINE = {
+    "zh": "以 JSON 对象回答，把{speaker}的话放在 \"utterance\" 中。",
+    "en": "Reply as a JSON object with the {speaker}'s words under \"utterance\".",
+    "ko": "{speaker}의 말을 \"utterance\"에 담은 JSON 객체로 답하세요.",
+}
 EMPTY_HISTORY = {"zh": "（对话尚未开始）", "en": "(the conversation has not started yet)", "ko": "(아직 대화가 시작되지 않았습니다)"}
 
 # The CBT session structure of Cactus / CBT-LLM: one stage per part of the session, in this order.
@@ -69,7 +78,7 @@ class Template:
 
 
 MI_COUNSELOR_TURN = Template(
-    name="mi_counselor_turn", version="v1",
+    name="mi_counselor_turn", version="v2",
     system={
         "zh": "你是一名经验丰富的动机式访谈（MI）咨询师。请用中文，以共情、尊重自主、不评判的态度回应来访者。",
         "en": "You are an experienced Motivational Interviewing (MI) counselor. Respond in English with empathy, "
@@ -77,18 +86,18 @@ MI_COUNSELOR_TURN = Template(
         "ko": "당신은 숙련된 동기강화상담(MI) 상담자입니다. 한국어로, 공감하며 내담자의 자율성을 존중하고 판단하지 않는 태도로 응답하세요.",
     },
     user={
-        "zh": "来访者情况：{profile}\n主题：{topic}\n\n对话记录：\n{history}\n\n请写出咨询师的下一句话。它必须是{description}。"
-              "只输出这一句咨询师的话，不要加“咨询师：”前缀，不要写来访者的话。",
-        "en": "About the client: {profile}\nTopic: {topic}\n\nConversation so far:\n{history}\n\nWrite the counselor's next "
-              "utterance. It must be {description}. Output only that one counselor utterance, without a \"Counselor:\" "
-              "prefix, and do not write the client's part.",
-        "ko": "내담자 정보: {profile}\n주제: {topic}\n\n지금까지의 대화:\n{history}\n\n상담자의 다음 발화를 쓰세요. 반드시 {description}"
-              "이어야 합니다. \"상담자:\" 접두어 없이 상담자의 발화 하나만 출력하고, 내담자의 말은 쓰지 마세요.",
+        "zh": "来访者情况：{profile}\n主题：{topic}\n\n最近的对话：\n{history}\n\n你是咨询师。请写出咨询师的下一句话，它必须是{description}。"
+              "说一两句新的话，不要重复前面说过的内容，不要写来访者的话。{answer}",
+        "en": "About the client: {profile}\nTopic: {topic}\n\nThe last turns of the conversation:\n{history}\n\nYou are the "
+              "counselor. Write the counselor's next utterance: it must be {description}. Say something new in one or two "
+              "sentences; do not repeat earlier lines and do not write the client's part. {answer}",
+        "ko": "내담자 정보: {profile}\n주제: {topic}\n\n최근 대화:\n{history}\n\n당신은 상담자입니다. 상담자의 다음 발화를 쓰세요. 반드시 "
+              "{description}이어야 합니다. 앞에서 한 말을 반복하지 말고 새로운 말을 한두 문장으로 하며, 내담자의 말은 쓰지 마세요. {answer}",
     },
 )
 
 CLIENT_TURN = Template(
-    name="client_turn", version="v1",
+    name="client_turn", version="v2",
     system={
         "zh": "你在扮演一名心理咨询中的来访者。请用中文，以第一人称、口语化、真实自然地说话，每次只说一段话。",
         "en": "You are role-playing a client in a counseling session. Speak in English, in the first person, "
@@ -96,13 +105,13 @@ CLIENT_TURN = Template(
         "ko": "당신은 상담 회기의 내담자 역할을 합니다. 한국어로, 1인칭으로, 자연스러운 구어체로 한 번에 한 발화만 말하세요.",
     },
     user={
-        "zh": "你的情况：{profile}\n主题：{topic}\n\n对话记录：\n{history}\n\n请写出来访者的下一句话。{talk}"
-              "只输出这一句来访者的话，不要加“来访者：”前缀，不要写咨询师的话。",
-        "en": "Your situation: {profile}\nTopic: {topic}\n\nConversation so far:\n{history}\n\nWrite the client's next "
-              "utterance. {talk}Output only that one client utterance, without a \"Client:\" prefix, and do not write "
-              "the counselor's part.",
-        "ko": "당신의 상황: {profile}\n주제: {topic}\n\n지금까지의 대화:\n{history}\n\n내담자의 다음 발화를 쓰세요. {talk}"
-              "\"내담자:\" 접두어 없이 내담자의 발화 하나만 출력하고, 상담자의 말은 쓰지 마세요.",
+        "zh": "你的情况：{profile}\n主题：{topic}\n\n最近的对话：\n{history}\n\n你是来访者。请写出来访者的下一句话，回应咨询师。{talk}"
+              "说一两句新的话，不要重复前面说过的内容，不要写咨询师的话。{answer}",
+        "en": "Your situation: {profile}\nTopic: {topic}\n\nThe last turns of the conversation:\n{history}\n\nYou are the "
+              "client. Write the client's next utterance, answering the counselor. {talk}Say something new in one or two "
+              "sentences; do not repeat earlier lines and do not write the counselor's part. {answer}",
+        "ko": "당신의 상황: {profile}\n주제: {topic}\n\n최근 대화:\n{history}\n\n당신은 내담자입니다. 상담자에게 답하는 내담자의 다음 "
+              "발화를 쓰세요. {talk}앞에서 한 말을 반복하지 말고 새로운 말을 한두 문장으로 하며, 상담자의 말은 쓰지 마세요. {answer}",
     },
 )
 _TALK_LINE = {"zh": "这句话应当是{description}。", "en": "It should be {description}. ", "ko": "이 발화는 {description}이어야 합니다. "}
@@ -129,7 +138,7 @@ MI_PLAIN_SESSION = Template(
 )
 
 CBT_COUNSELOR_TURN = Template(
-    name="cbt_counselor_turn", version="v1",
+    name="cbt_counselor_turn", version="v2",
     system={
         "zh": "你是一名认知行为疗法（CBT）咨询师。请用中文，温和、结构清晰地进行会谈。会谈依次包括：设定议程、识别自动思维、"
               "检验证据、认知重构、布置作业。",
@@ -140,13 +149,15 @@ CBT_COUNSELOR_TURN = Template(
               "증거 검토, 인지 재구성, 과제 순서로 진행됩니다.",
     },
     user={
-        "zh": "来访者情况：{profile}\n主题：{topic}\n\n对话记录：\n{history}\n\n当前阶段：{stage}\n"
-              "请写出咨询师的下一句话，完成当前阶段的任务。只输出这一句咨询师的话，不要加“咨询师：”前缀。",
-        "en": "About the client: {profile}\nTopic: {topic}\n\nConversation so far:\n{history}\n\nCurrent stage: {stage}\n"
-              "Write the counselor's next utterance, doing the work of the current stage. Output only that one counselor "
-              "utterance, without a \"Counselor:\" prefix.",
-        "ko": "내담자 정보: {profile}\n주제: {topic}\n\n지금까지의 대화:\n{history}\n\n현재 단계: {stage}\n"
-              "현재 단계의 작업을 하는 상담자의 다음 발화를 쓰세요. \"상담자:\" 접두어 없이 상담자의 발화 하나만 출력하세요.",
+        "zh": "来访者情况：{profile}\n主题：{topic}\n\n最近的对话：\n{history}\n\n当前阶段：{stage}\n"
+              "你是咨询师。请写出咨询师的下一句话，完成当前阶段的任务。说一两句新的话，不要重复前面说过的内容，不要写来访者的话。{answer}",
+        "en": "About the client: {profile}\nTopic: {topic}\n\nThe last turns of the conversation:\n{history}\n\nCurrent "
+              "stage: {stage}\nYou are the counselor. Write the counselor's next utterance, doing the work of the current "
+              "stage. Say something new in one or two sentences; do not repeat earlier lines and do not write the client's "
+              "part. {answer}",
+        "ko": "내담자 정보: {profile}\n주제: {topic}\n\n최근 대화:\n{history}\n\n현재 단계: {stage}\n"
+              "당신은 상담자입니다. 현재 단계의 작업을 하는 상담자의 다음 발화를 쓰세요. 앞에서 한 말을 반복하지 말고 새로운 말을 한두 "
+              "문장으로 하며, 내담자의 말은 쓰지 마세요. {answer}",
     },
 )
 
@@ -174,23 +185,32 @@ TEMPLATES = {t.name: t for t in (MI_COUNSELOR_TURN, CLIENT_TURN, MI_PLAIN_SESSIO
 PROMPT_VERSIONS = {name: t.prompt_version for name, t in TEMPLATES.items()}
 
 
-def transcript(turns: list[tuple[str, str]], language: str) -> str:
-    """'来访者：...' lines for the history part of a prompt."""
+def transcript(turns: list[tuple[str, str]], language: str, last: int | None = None) -> str:
+    """'来访者：...' lines for the history part of a prompt (the `last` turns only, when given)."""
+    if last is not None:
+        turns = turns[-last:] if last > 0 else []
     if not turns:
         return EMPTY_HISTORY[language]
     speakers, colon = SPEAKERS[language], COLON[language]
     return "\n".join(f"{speakers[role]}{colon}{text}" for role, text in turns)
 
 
+def answer_line(language: str, role: str) -> str:
+    speaker = SPEAKERS[language][role].lower() if language == "en" else SPEAKERS[language][role]
+    return ANSWER_LINE[language].format(speaker=speaker)
+
+
 def mi_counselor_turn(language: str, profile: str, topic: str, history: list[tuple[str, str]], code: str):
-    return MI_COUNSELOR_TURN.render(language, profile=profile, topic=topic, history=transcript(history, language),
-                                    description=CODE_DESCRIPTIONS[language][code])
+    return MI_COUNSELOR_TURN.render(language, profile=profile, topic=topic,
+                                    history=transcript(history, language, HISTORY_TURNS),
+                                    description=CODE_DESCRIPTIONS[language][code], answer=answer_line(language, "counselor"))
 
 
 def client_turn(language: str, profile: str, topic: str, history: list[tuple[str, str]], talk: str | None = None):
     """A simulated client turn; `talk` (change | sustain | neutral) steers it for MI, None leaves it free (CBT)."""
     line = _TALK_LINE[language].format(description=TALK_DESCRIPTIONS[language][talk]) if talk else ""
-    return CLIENT_TURN.render(language, profile=profile, topic=topic, history=transcript(history, language), talk=line)
+    return CLIENT_TURN.render(language, profile=profile, topic=topic, history=transcript(history, language, HISTORY_TURNS),
+                              talk=line, answer=answer_line(language, "client"))
 
 
 def mi_plain_session(language: str, profile: str, topic: str, n_turns: int):
@@ -198,8 +218,9 @@ def mi_plain_session(language: str, profile: str, topic: str, n_turns: int):
 
 
 def cbt_counselor_turn(language: str, profile: str, topic: str, history: list[tuple[str, str]], stage: str):
-    return CBT_COUNSELOR_TURN.render(language, profile=profile, topic=topic, history=transcript(history, language),
-                                     stage=CBT_STAGE_DESCRIPTIONS[language][stage])
+    return CBT_COUNSELOR_TURN.render(language, profile=profile, topic=topic,
+                                     history=transcript(history, language, HISTORY_TURNS),
+                                     stage=CBT_STAGE_DESCRIPTIONS[language][stage], answer=answer_line(language, "counselor"))
 
 
 def cbt_answer(language: str, question: str):

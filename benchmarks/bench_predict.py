@@ -126,12 +126,13 @@ class ForwardTimer:
 
 def run_mode(model, tokenizer, timer: ForwardTimer, ids: list[list[int]], decode: dict, batch: int,
              max_new: int) -> dict[str, Any]:
-    from counseltune.predict import generate
+    from counseltune.models.decode import DecodeSettings
+    from counseltune.models.generate import generate
 
     timer.reset()
     w0, c0 = time.perf_counter(), time.process_time()
-    outputs, stats = generate(model, tokenizer, ids, decode | {"batch_size": batch, "max_new_tokens": max_new},
-                              seed=0, progress=False)
+    settings = DecodeSettings(**(decode | {"batch_size": batch, "max_new_tokens": max_new}))
+    outputs, stats = generate(model, tokenizer, ids, settings, seed=0, progress=False)
     wall, cpu = time.perf_counter() - w0, time.process_time() - c0
     return {"wall_s": wall, "cpu_s": cpu, "outputs": outputs, "tokens": stats["tokens_generated"],
             "padding_share": stats["prompt_padding_share"], "threads": stats["threads"],
@@ -324,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from counseltune.config import load_params
-    from counseltune.predict import load_model, prompt_token_cap
+    from counseltune.models.generate import prompt_token_cap
+    from counseltune.predict import load_model
 
     started = time.perf_counter()
     command = shlex.join(["python", "benchmarks/bench_predict.py", *(sys.argv[1:] if argv is None else argv)])

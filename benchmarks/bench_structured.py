@@ -37,7 +37,7 @@ def log(message: str) -> None:
 def prompts(tokenizer, n: int) -> list[list[int]]:
     from counseltune.fidelity.safety import load_probes
     from counseltune.fidelity.safety_prompts import EXCHANGE, SAFETY_SYSTEM
-    from counseltune.predict import render
+    from counseltune.models.generate import render
 
     probes = [p for p in load_probes() if p.language == "en"] or load_probes()
     out = []
@@ -64,7 +64,7 @@ class StepClock:
 
 def run(lm, tokenizer, ids, decode, processors) -> tuple[float, list[list[int]], int, float]:
     """(decode row-steps/s, outputs, tokens generated, tokens/s) of one pass over the prompts."""
-    from counseltune.predict import generate
+    from counseltune.models.generate import generate
 
     clocks: list[StepClock] = []
 
@@ -81,7 +81,7 @@ def run(lm, tokenizer, ids, decode, processors) -> tuple[float, list[list[int]],
 
 
 def valid_share(tokenizer, outputs, validator) -> float:
-    from counseltune.predict import hypothesis_text
+    from counseltune.models.generate import hypothesis_text
 
     ok = 0
     for new in outputs:
@@ -106,24 +106,25 @@ def main() -> None:
     from counseltune.config import load_params
     from counseltune.fidelity.safety import safety_schema
     from counseltune.llm.constrained import SchemaDecoding
-    from counseltune.llm.local import MODEL_PARAMS
     from counseltune.llm.types import OutputSchema
-    from counseltune.predict import load_model, stop_token_ids
+    from counseltune.models.decode import DecodeSettings
+    from counseltune.models.generate import stop_token_ids
+    from counseltune.models.loader import load_chat_model
 
     params = load_params(ROOT / "params.yaml")
     model_dir = ensure_model(args.model, args.model_dir, params, log)
-    lm, tokenizer = load_model(model_dir, "base", None, MODEL_PARAMS)
+    lm, tokenizer = load_chat_model(args.model, {"quantization": "none"}, model_dir)  # dtype: the folder's provenance
     ids = prompts(tokenizer, args.prompts)
-    decode = {"max_new_tokens": args.max_new_tokens, "temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.0,
-              "batch_size": args.batch_size}
+    decode = DecodeSettings(max_new_tokens=args.max_new_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.0,
+                            batch_size=args.batch_size)
     started = time.perf_counter()
     schemas = SchemaDecoding(tokenizer, stop_token_ids(lm, tokenizer), lm.get_output_embeddings().weight.shape[0])
     schema = OutputSchema.of("safety", safety_schema())
     constrained = schemas.processors(schema)
     setup_s = time.perf_counter() - started
     log(f"grammar setup {setup_s:.2f} s; warm-up")
-    run(lm, tokenizer, ids[:args.batch_size], {**decode, "max_new_tokens": 4}, None)
-    run(lm, tokenizer, ids[:args.batch_size], {**decode, "max_new_tokens": 4}, constrained)
+    run(lm, tokenizer, ids[:args.batch_size], decode.with_request(max_new_tokens=4), None)
+    run(lm, tokenizer, ids[:args.batch_size], decode.with_request(max_new_tokens=4), constrained)
     best = {"unconstrained": (0.0, None, 0, 0.0), "constrained": (0.0, None, 0, 0.0)}
     for repeat in range(args.repeats):
         for name, processors in (("unconstrained", None), ("constrained", constrained)):

@@ -34,6 +34,16 @@ def test_the_drifts_that_once_shipped_are_in_the_closure():
     assert "src/counseltune/fidelity/data/crisis_probes.jsonl" in tree.stage_code("fidelity")  # package data
 
 
+def test_editing_the_predict_stage_does_not_rerun_the_stages_of_other_branches():
+    """Generation lives in models/generate.py: the local LLM client (synthesis, judges, simulated sessions) and the
+    model server no longer take it from predict.py, so editing predict.py re-runs only the predict stage."""
+    tree = CodeTree(REPO)
+    for command in ("synthesize", "judge-validation", "fidelity", "serve"):
+        assert "src/counseltune/predict.py" not in tree.stage_code(command), command
+        assert "src/counseltune/models/generate.py" in tree.stage_code(command), command
+    assert "src/counseltune/predict.py" in tree.stage_code("predict")
+
+
 def test_a_dvc_yaml_missing_an_imported_file_is_reported_and_rewritten(tree_copy):
     dvc_yaml = tree_copy / "dvc.yaml"
     text = dvc_yaml.read_text(encoding="utf-8")

@@ -10,8 +10,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from counseltune.predict import (generate, load_model, predict, render, render_prompts, seeded_hash,
-                                 select_items, stop_token_ids)
+from counseltune.models.decode import DecodeSettings
+from counseltune.models.generate import generate, render, stop_token_ids
+from counseltune.predict import load_model, predict, render_prompts, seeded_hash, select_items
 from counseltune.schemas.tables import CuratedDialogs, Predictions, Turns
 from counseltune.tables.io import read_table, write_table
 from tests.conftest import dialog_rows, frames
@@ -241,10 +242,10 @@ def test_batching_matches_one_at_a_time_on_a_sliding_window_model(tokenizer):
     tok = copy.deepcopy(tokenizer)
     tok.padding_side = "left"
     prompts = [torch.randint(3, 1000, (n,)).tolist() for n in (30, 12, 21, 5)]  # longer and shorter than the window
-    decode = {"max_new_tokens": 6, "temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.1}
+    decode = DecodeSettings(max_new_tokens=6, temperature=0.0, top_p=1.0, repetition_penalty=1.1)
 
-    batched, _ = generate(model, tok, prompts, decode | {"batch_size": 4}, seed=0, progress=False)
-    alone, _ = generate(model, tok, prompts, decode | {"batch_size": 1}, seed=0, progress=False)
+    batched, _ = generate(model, tok, prompts, decode.with_request(batch_size=4), seed=0, progress=False)
+    alone, _ = generate(model, tok, prompts, decode.with_request(batch_size=1), seed=0, progress=False)
 
     assert batched == alone
 
@@ -323,10 +324,10 @@ def test_batched_left_padded_greedy_decoding_matches_one_at_a_time(smollm_dir, p
     ]
     prompts = [render(h, tok)[1] for h in histories]
     assert len({len(p) for p in prompts}) == 4, "the prompts must differ in length so the batch is padded"
-    decode = {"max_new_tokens": 8, "temperature": 0.0, "top_p": 1.0, "repetition_penalty": 1.1}
+    decode = DecodeSettings(max_new_tokens=8, temperature=0.0, top_p=1.0, repetition_penalty=1.1)
 
-    batched, stats = generate(model, tok, prompts, decode | {"batch_size": 4}, seed=0, progress=False)
-    alone, _ = generate(model, tok, prompts, decode | {"batch_size": 1}, seed=0, progress=False)
+    batched, stats = generate(model, tok, prompts, decode.with_request(batch_size=4), seed=0, progress=False)
+    alone, _ = generate(model, tok, prompts, decode.with_request(batch_size=1), seed=0, progress=False)
 
     assert stats["prompt_padding_share"] > 0
     assert batched == alone

@@ -14,8 +14,8 @@ prompt at all can be rendered). A history longer than the prompt cap (predict.ma
 model's context minus max_new_tokens) loses its oldest turns, whole turns at a time, a leading system turn kept ("truncated_prompts");
 when even the most recent turn alone is too long the item is skipped as "prompt_too_long".
 
-Generation is batched with left padding and a KV cache; items are sorted by prompt length so a batch holds
-similar lengths, and the output keeps the item order (source, dialog_id, turn_index).
+Generation is models/generate.py's (batched, left-padded, with the registry's DecodeSettings); the output keeps the
+item order (source, dialog_id, turn_index).
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ import polars as pl
 from jinja2.exceptions import TemplateError
 
 from counseltune.config import model_params
+from counseltune.models.decode import DecodeSettings
+from counseltune.models.generate import generate, hypothesis_text, prompt_token_cap, render
+from counseltune.models.loader import load_chat_model
 from counseltune.schemas.tables import VARIANTS, CuratedDialogs, Predictions, Turns
 from counseltune.tables.io import read_table, write_table
 
 CHAT_ROLES = {"client": "user", "counselor": "assistant", "system": "system"}
-# End-of-turn markers of the chat formats in use; one stops generation when the template writes it.
-END_OF_TURN_MARKERS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
 
 
 @dataclass(frozen=True)
@@ -73,11 +74,11 @@ def predict(params: dict, model: str, variant: str, base_dir: Path, adapter_dir:
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     mp = model_params(params, model)
-    decode = mp["decode"]
+    decode = DecodeSettings.from_registry(model, mp["decode"])
     seed = params["predict"]["seed"]
     items, skipped = select_items(params, Path(processed_dir))
     lm, tokenizer = load_model(Path(base_dir), variant, Path(adapter_dir) if adapter_dir else None, mp)
-    context_cap = prompt_token_cap(lm, tokenizer, decode["max_new_tokens"])
+    context_cap = prompt_token_cap(lm, tokenizer, decode.max_new_tokens)
     cap = min(context_cap, max_prompt_tokens or params["predict"].get("max_prompt_tokens") or context_cap)
     prompts, render_skipped = render_prompts(items, tokenizer, cap)
     if items and not prompts:
@@ -153,13 +154,6 @@ def render_prompts(items: list[Item], tokenizer, max_tokens: int) -> tuple[list[
     return prompts, skipped
 
 
-def render(messages: list[dict[str, str]], tokenizer) -> tuple[str, list[int]]:
-    """Chat messages -> the template text with the generation prompt, and its token ids."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    # The template writes its own special tokens (a Gemma template writes <bos>): add none twice.
-    return text, tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
 def _fit_prompt(item: Item, tokenizer, max_tokens: int) -> Prompt | None:
     messages = [{"role": CHAT_ROLES[role], "content": text} for role, text in item.history]
     lead = 0  # a leading system prompt is the instruction: it stays, the oldest dialog turns go first
@@ -182,119 +176,9 @@ def _fit_prompt(item: Item, tokenizer, max_tokens: int) -> Prompt | None:
 
 def load_model(base_dir: Path, variant: str, adapter_dir: Path | None, mp: dict) -> tuple[Any, Any]:
     """A base model folder (+ the peft adapter for 'finetuned') -> (model in eval mode, left-padding tokenizer)."""
-    from counseltune.models.loader import load_model as load_registry_model
-    from counseltune.models.loader import load_tokenizer
-
     if variant == "finetuned" and (adapter_dir is None or not (adapter_dir / "adapter_config.json").exists()):
         raise FileNotFoundError(f"variant 'finetuned' needs a peft adapter folder, got {adapter_dir} "
                                 "(run the train stage first)")
     # The base folder's tokenizer for both variants: the two are scored on byte-identical prompts.
     # The shared loader: registry dtype, quantization, trust_remote_code (Baichuan2) as every stage loads them.
-    name = Path(base_dir).name
-    tokenizer = load_tokenizer(name, mp, base_dir, padding_side="left")
-    if not tokenizer.chat_template:
-        raise ValueError(f"{base_dir}: the tokenizer has no chat template (the base-model stage always sets one)")
-    # merged: plain weights again, no LoRA matmuls per step (kept unmerged on quantized weights)
-    model = load_registry_model(name, mp, base_dir, adapter_dir if variant == "finetuned" else None,
-                                merge_adapter=True)
-    return model, tokenizer
-
-
-def prompt_token_cap(model, tokenizer, max_new_tokens: int) -> int:
-    """The longest prompt that leaves room for max_new_tokens within the model's context."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    limits = [getattr(config, "max_position_embeddings", None)]
-    if 0 < tokenizer.model_max_length < 10**7:  # unset tokenizers report a huge sentinel
-        limits.append(tokenizer.model_max_length)
-    limit = min(x for x in limits if x) if any(limits) else 2048
-    if limit <= max_new_tokens:
-        raise ValueError(f"max_new_tokens {max_new_tokens} leaves no room for a prompt in a {limit}-token context")
-    return limit - max_new_tokens
-
-
-def stop_token_ids(model, tokenizer) -> list[int]:
-    """Token ids that end a reply: the generation config's and tokenizer's eos, and the template's end-of-turn."""
-    ids: set[int] = set()
-    eos = model.generation_config.eos_token_id
-    ids.update(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    template = tokenizer.chat_template or ""
-    for marker in END_OF_TURN_MARKERS:
-        token_id = tokenizer.convert_tokens_to_ids(marker)
-        if marker in template and token_id is not None and token_id != tokenizer.unk_token_id:
-            ids.add(token_id)
-    return sorted(ids)
-
-
-def generate(model, tokenizer, prompts: list[list[int]], decode: dict, seed: int, *,
-             progress: bool = True, logits_processors=None) -> tuple[list[list[int]], dict[str, Any]]:
-    """Prompt token ids -> each prompt's new token ids up to its stop token (in prompt order), and speed stats.
-
-    logits_processors, when given, is called with each batch's size and returns that batch's (fresh, stateful)
-    transformers logits processors: the LLM client's schema-constrained decoding.
-    """
-    import torch
-    from tqdm.auto import tqdm
-
-    stops = stop_token_ids(model, tokenizer)
-    config = generation_config(decode, stops, tokenizer.pad_token_id, static_cache=model.device.type == "cpu")
-    batch_size = decode["batch_size"]
-    # Longest first: similar lengths share a batch (little padding), and a memory limit shows at once.
-    order = sorted(range(len(prompts)), key=lambda j: -len(prompts[j]))
-    batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
-    outputs: list[list[int]] = [[] for _ in prompts]
-    generated = padded = real = 0
-    torch.manual_seed(seed)
-    started = time.perf_counter()
-    bar = tqdm(batches, desc="generate", unit="batch", disable=not progress)
-    with torch.inference_mode():
-        for batch in bar:
-            enc = tokenizer.pad({"input_ids": [prompts[j] for j in batch]}, padding=True, return_tensors="pt")
-            enc = {k: v.to(model.device) for k, v in enc.items()}
-            extra = {"logits_processor": logits_processors(len(batch))} if logits_processors else {}
-            out = model.generate(**enc, generation_config=config, **extra)
-            width = enc["input_ids"].shape[1]
-            padded += enc["input_ids"].numel()
-            real += int(enc["attention_mask"].sum())
-            for row, j in zip(out[:, width:].tolist(), batch):
-                outputs[j] = _until_stop(row, stops)
-                generated += len(outputs[j])
-            bar.set_postfix(tok_s=f"{generated / (time.perf_counter() - started):.1f}")
-    elapsed = time.perf_counter() - started
-    return outputs, {
-        "tokens_generated": generated, "generate_s": elapsed, "tokens_per_s": generated / elapsed if elapsed else 0.0,
-        "batches": len(batches), "batch_size": batch_size,
-        "prompt_padding_share": 1 - real / padded if padded else 0.0, "threads": torch.get_num_threads(),
-    }
-
-
-def generation_config(decode: dict, stops: list[int], pad_token_id: int, static_cache: bool = False):
-    """models.<name>.decode -> a GenerationConfig (temperature 0 = greedy), nothing taken from the model's defaults.
-
-    static_cache preallocates the KV cache: on CPU the default cache's per-step concatenation cost a quarter of
-    a batch-8 decode step at 1,000 cached positions (measured on the 2-core dev box: 240 -> 180 ms a step, same
-    outputs). Not on GPUs, where a static cache makes transformers compile the forward pass for every batch shape.
-    """
-    from transformers import GenerationConfig
-
-    sample = decode["temperature"] > 0
-    return GenerationConfig(
-        max_new_tokens=decode["max_new_tokens"], do_sample=sample,
-        temperature=decode["temperature"] if sample else None, top_p=decode["top_p"] if sample else None,
-        top_k=None, repetition_penalty=decode["repetition_penalty"], eos_token_id=stops, pad_token_id=pad_token_id,
-        use_cache=True, cache_implementation="static" if static_cache else None,
-    )
-
-
-def hypothesis_text(tokenizer, new_ids: list[int]) -> str:
-    """New token ids -> the reply text: special tokens stripped, whitespace trimmed."""
-    # A reply cut by max_new_tokens can end inside a multi-byte character: drop that half character.
-    return tokenizer.decode(new_ids, skip_special_tokens=True).rstrip("\ufffd").strip()
-
-
-def _until_stop(row: list[int], stops: list[int]) -> list[int]:
-    for k, token in enumerate(row):
-        if token in stops:
-            return row[:k]
-    return row
+    return load_chat_model(Path(base_dir).name, mp, base_dir, adapter_dir if variant == "finetuned" else None)

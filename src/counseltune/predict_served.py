@@ -21,67 +21,27 @@ as an empty hypothesis (empty_replies); a failed request is skipped as served_<r
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, replace
-from functools import partial
+from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
 
-from counseltune.config import ParamsError, model_params
+from counseltune.config import model_params
 from counseltune.errors import CounseltuneError
-from counseltune.llm.config import parse_config
-from counseltune.llm.remote import OpenAIClient
+from counseltune.llm.served import ServedClient
+from counseltune.llm.served import served_client as served_client_for
 from counseltune.llm.types import ChatRequest, Failure, Reply
-from counseltune.predict import CHAT_ROLES, Prompt, prompt_token_cap, render, render_prompts, select_items
+from counseltune.models.decode import DecodeSettings
+from counseltune.models.generate import prompt_token_cap, render
+from counseltune.predict import CHAT_ROLES, Prompt, render_prompts, select_items
 from counseltune.schemas.tables import VARIANTS, Predictions
 from counseltune.tables.io import write_table
 
-ADAPTER_SUFFIX = "-finetuned"   # the adapter's served name: <model>-finetuned (vLLM: --lora-modules <that>=<folder>)
 PROMPT_VERSION = "predict-v1"   # in the cache key: bump when the prompt rendering changes
-URL_ENV = "COUNSELTUNE_SERVED_URL"
-NO_KEY = "EMPTY"                # what vLLM and llama.cpp expect when they run without --api-key
 log = logging.getLogger(__name__)
-
-
-def served_name(model: str, variant: str) -> str:
-    return model if variant == "base" else f"{model}{ADAPTER_SUFFIX}"
-
-
-class ServedClient(OpenAIClient):
-    """The OpenAI-compatible client, asking for one served model; its cache key also holds the weights' fingerprint
-    and the decode settings the chat API has no field for (repetition_penalty, a vLLM/SGLang extension)."""
-
-    backend = "served"
-
-    def __init__(self, config, api_key: str, name: str, identity: str, extra_body: dict[str, Any], *,
-                 start=None, health_timeout_s: float = 600.0) -> None:
-        super().__init__(config, None, api_key)
-        self.model = identity  # cache key and accounting
-        self.served_name, self.extra_body, self._start = name, extra_body, start
-        self.health_timeout_s = health_timeout_s
-
-    def _params(self, request: ChatRequest) -> dict[str, Any]:
-        return {**super()._params(request), "model": self.served_name, **self.extra_body}
-
-    def _answer(self, pending, record) -> None:
-        if not pending:
-            return
-        if self._start is None:  # a running server, maybe still loading (a SLURM server job started alongside)
-            from counseltune.llm.serve_process import wait_for_health
-
-            wait_for_health(self.config.base_url, self.health_timeout_s)
-            super()._answer(pending, record)
-            return
-        with self._start() as url:  # a server only when the cache could not answer everything
-            self.config = replace(self.config, base_url=url)
-            super()._answer(pending, record)
 
 
 def predict_served(params: dict, model: str, variant: str, base_dir: Path, adapter_dir: Path | None,
@@ -93,22 +53,25 @@ def predict_served(params: dict, model: str, variant: str, base_dir: Path, adapt
     if variant == "finetuned" and (adapter_dir is None or not (Path(adapter_dir) / "adapter_config.json").exists()):
         raise FileNotFoundError(f"variant 'finetuned' needs a peft adapter folder, got {adapter_dir} "
                                 "(run the train stage first)")
-    mp = model_params(params, model)
-    decode = mp["decode"]
+    decode = DecodeSettings.from_registry(model, model_params(params, model)["decode"])
     items, skipped = select_items(params, Path(processed_dir))
-    tokenizer, context_cap = prompt_tokenizer(Path(base_dir), decode["max_new_tokens"])
+    tokenizer, context_cap = prompt_tokenizer(Path(base_dir), decode.max_new_tokens)
     cap = min(context_cap, params["predict"].get("max_prompt_tokens") or context_cap)
     prompts, render_skipped = render_prompts(items, tokenizer, cap)
     if items and not prompts:
         raise ValueError(f"none of the {len(items)} prompts could be rendered with {base_dir}'s chat template "
                          f"within {cap} tokens: {dict(render_skipped)}")
     skipped.update(render_skipped)
-    requests = [ChatRequest.of(prompt_messages(p, tokenizer), max_tokens=decode["max_new_tokens"],
-                               temperature=decode["temperature"], top_p=decode["top_p"], seed=params["predict"]["seed"],
+    requests = [ChatRequest.of(prompt_messages(p, tokenizer), max_tokens=decode.max_new_tokens,
+                               temperature=decode.temperature, top_p=decode.top_p,
+                               repetition_penalty=decode.repetition_penalty, seed=params["predict"]["seed"],
                                prompt_version=PROMPT_VERSION, tag=f"predict {p.item.dialog_id}#{p.item.turn_index}")
                 for p in prompts]
     client = served_client(params, model, variant, Path(base_dir), Path(adapter_dir) if adapter_dir else None)
-    results = client.complete(requests, desc=f"predict {model} {variant} (served)") if requests else []
+    try:
+        results = client.complete(requests, desc=f"predict {model} {variant} (served)") if requests else []
+    finally:
+        client.close()  # a server the client started is stopped
 
     rows, written, empty, mismatched = [], [], 0, 0
     for p, result in zip(prompts, results):
@@ -158,47 +121,9 @@ def is_empty_reply(failure: Failure) -> bool:
 
 def served_client(params: dict, model: str, variant: str, base_dir: Path, adapter_dir: Path | None) -> ServedClient:
     """The LLM client for this stage's served model, from predict.served (and the server starter when start)."""
-    from counseltune.llm.local import weights_fingerprint
-
-    cfg, mp = params["predict"]["served"], model_params(params, model)
-    name = served_name(model, variant)
-    start = None
-    if cfg["start"]:
-        start = partial(started_server, base_dir, model, {name: adapter_dir} if variant == "finetuned" else {}, mp,
-                        cfg["health_timeout_s"])
-        base_url = "http://127.0.0.1/v1"  # replaced by the started server's own
-    else:
-        base_url = cfg["base_url"] or os.environ.get(URL_ENV)
-        if not base_url:
-            raise ParamsError("predict.engine served with predict.served.start false needs predict.served.base_url "
-                              f"(or ${URL_ENV}, which `counseltune serve --then` sets): the running server's "
-                              "http://host:port/v1")
-    config = parse_config({
-        "backend": "openai", "model": name, "base_url": base_url, "concurrency": cfg["concurrency"],
-        "timeout_s": cfg["timeout_s"], "max_retries": cfg["max_retries"], "redact": "off",  # as in-process: no redaction
-        "budget_usd": 0.0, "prices": {name: {"input_per_m": 0.0, "output_per_m": 0.0}},
-        "cache_dir": cfg["cache_dir"]})
-    key_env = cfg.get("key_env")
-    api_key = (os.environ.get(key_env) or NO_KEY) if key_env else NO_KEY
-    repetition_penalty = float(mp["decode"]["repetition_penalty"])
-    extra = {"repetition_penalty": repetition_penalty} if repetition_penalty != 1.0 else {}
-    identity = f"{name}@{weights_fingerprint(base_dir, adapter_dir if variant == 'finetuned' else None)}" + \
-        (f"+repetition_penalty={repetition_penalty}" if extra else "")
-    return ServedClient(config, api_key, name, identity, extra, start=start, health_timeout_s=cfg["health_timeout_s"])
-
-
-@contextmanager
-def started_server(base_dir: Path, model: str, adapters: dict[str, Path], mp: dict,
-                   health_timeout_s: float) -> Iterator[str]:
-    """`counseltune serve` for this model on a free loopback port, healthy; yields its base URL, stops it after."""
-    from counseltune.llm.serve_process import free_port, running_server, serve_command
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/v1"
-    command = serve_command(base_dir, model, adapters, port=port, dtype=mp["dtype"], quantization=mp["quantization"],
-                            batch_size=mp["decode"]["batch_size"], entry=dict(mp))  # the keys predict may read
-    with running_server(command, url, health_timeout_s=health_timeout_s):
-        yield url
+    mp = model_params(params, model)
+    return served_client_for(params["predict"]["served"], "predict.served", model, mp, base_dir,
+                             adapter_dir if variant == "finetuned" else None)
 
 
 def prompt_tokenizer(base_dir: Path, max_new_tokens: int) -> tuple[Any, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from counseltune.llm import ChatRequest, Reply, make_client
-from counseltune.predict import render
+from counseltune.models.generate import render
 
 
 def local_config(model_dir, cache_dir) -> dict:

@@ -22,7 +22,9 @@ from counseltune.llm.serve_process import (
     running_server,
     wait_for_health,
 )
-from counseltune.predict import generate, hypothesis_text, load_model, render
+from counseltune.models.decode import DecodeSettings
+from counseltune.models.generate import generate, hypothesis_text, render
+from counseltune.predict import load_model
 from tests.test_predict import smollm_dir, tiny_dir  # noqa: F401 - fixtures
 
 NAME, ADAPTER = "tiny", "tiny-finetuned"
@@ -68,8 +70,8 @@ def expected_reply(folder, adapter, text: str, repetition_penalty: float = 1.0) 
     """predict's own generation of one prompt, alone: (reply, prompt tokens, new tokens)."""
     lm, tok = load_model(folder, "finetuned" if adapter else "base", adapter, {"dtype": "float32", "quantization": "none"})
     _, ids = render(chat(NAME, text)["messages"], tok)
-    decode = {"max_new_tokens": 6, "temperature": 0.0, "top_p": 1.0, "repetition_penalty": repetition_penalty,
-              "batch_size": 1}
+    decode = DecodeSettings(max_new_tokens=6, temperature=0.0, top_p=1.0, repetition_penalty=repetition_penalty,
+                            batch_size=1)
     (new,), _ = generate(lm, tok, [ids], decode, 0, progress=False)
     return hypothesis_text(tok, new), len(ids), len(new)
 

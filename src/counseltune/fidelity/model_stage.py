@@ -83,8 +83,11 @@ def run_model_fidelity(params: dict, model: str, predictions_dir: Path, processe
     metrics_out = Path(metrics_out)
     with StagedOutputs([*(Path(out_dir) / f"{name}.parquet" for name in TABLES), metrics_out]) as out:
         clients = StageClients(params, model, base_dir, adapter_dir)
-        summary = _measure(Run(cfg, coder, predictions, dialogs, turns, clients, Path(out_dir), out), model, coder_path,
-                           coder_metrics, judge_validation, started)
+        try:
+            summary = _measure(Run(cfg, coder, predictions, dialogs, turns, clients, Path(out_dir), out), model,
+                               coder_path, coder_metrics, judge_validation, started)
+        finally:
+            clients.close()  # a model server a served counselor started
         out.json(metrics_out, summary)
     return summary
 
@@ -155,12 +158,8 @@ def simulation_part(run: Run) -> dict | None:
     dialogs, turns, ctrs_items, summary = empty_table(Dialogs), empty_table(Turns), pl.DataFrame(), None
     if cfg["enabled"]:
         profiles = intake_profiles(cfg, run.dialogs, run.turns)
-        decode = run.clients.decode
-        settings = SimulationSettings(
-            rounds=cfg["rounds"], seed=cfg["seed"], counselor_max_tokens=decode["max_new_tokens"],
-            counselor_temperature=decode["temperature"], client_max_tokens=cfg["client_max_tokens"],
-            client_temperature=cfg["client_temperature"], counselor_name=run.clients.model)
-        simulation = simulate(run.clients.counselor, run.clients.simulated_client, profiles, settings)
+        simulation = simulate(run.clients.counselor, run.clients.simulated_client, profiles,
+                              simulation_settings(cfg, run.clients))
         dialogs, turns = simulation.dialogs, simulation.turns
         run.failures.append(_failures("simulate", "finetuned", simulation.failures.rename({"profile_id": "key"})))
         ctrs = None
@@ -181,6 +180,13 @@ def simulation_part(run: Run) -> dict | None:
     run.write("sessions_turns", turns)
     run.write("ctrs", ctrs_items)
     return summary
+
+
+def simulation_settings(cfg: dict, clients: StageClients) -> SimulationSettings:
+    """fidelity.simulate, with the counselor decoding by its registry settings (models.<m>.decode), as predict does."""
+    return SimulationSettings(rounds=cfg["rounds"], seed=cfg["seed"], counselor_decode=clients.decode,
+                              client_max_tokens=cfg["client_max_tokens"], client_temperature=cfg["client_temperature"],
+                              counselor_name=clients.model)
 
 
 def safety_part(run: Run) -> dict | None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from counseltune.llm import ChatRequest, Client, Failure
+from counseltune.models.decode import DecodeSettings
 from counseltune.schemas.tables import Dialogs, Turns
 from counseltune.tables.io import empty_table, validate, write_table
 from counseltune.text import normalize_text
@@ -37,8 +38,8 @@ _SLUG_UNSAFE = re.compile(r"[^a-z0-9_\-]+")
 class SimulationSettings:
     rounds: int = 8                            # counselor turns per session
     seed: int = 0
-    counselor_max_tokens: int = 256
-    counselor_temperature: float = 0.7
+    # how the counselor decodes: its registry models.<m>.decode (model_stage.py), as the predict stage decodes it
+    counselor_decode: DecodeSettings = DecodeSettings(max_new_tokens=256, temperature=0.7)
     client_max_tokens: int = 200
     client_temperature: float = 0.7
     counselor_system: Mapping[str, str] | None = None   # language -> system prompt; None: none (as fine-tuned)
@@ -122,8 +123,10 @@ def _counselor_turn(counselor: Client, live: list[_Session], settings: Simulatio
                     round_: int) -> None:
     if not live:
         return
-    requests = [ChatRequest(_counselor_messages(s, settings), max_tokens=settings.counselor_max_tokens,
-                            temperature=settings.counselor_temperature, seed=settings.seed,
+    decode = settings.counselor_decode
+    requests = [ChatRequest(_counselor_messages(s, settings), max_tokens=decode.max_new_tokens,
+                            temperature=decode.temperature, top_p=decode.top_p,
+                            repetition_penalty=decode.repetition_penalty, seed=settings.seed,
                             tag=s.profile.profile_id) for s in live]
     calls["counselor"] += 1
     for s, result in zip(live, counselor.complete(requests, desc=f"simulate counselor round {round_}")):

@@ -13,8 +13,10 @@ REDACT_MODES = ("auto", "on", "off")
 DEFAULTS: dict[str, Any] = {
     "base_url": None, "key_env": "OPENAI_API_KEY", "concurrency": 8, "timeout_s": 60.0, "max_retries": 5,
     "backoff_base_s": 0.5, "backoff_max_s": 30.0, "redact": "auto", "budget_usd": 5.0, "cache_dir": ".cache/llm",
-    "prices": {}, "model_dir": None, "adapter_dir": None, "batch_size": 8,
+    "prices": {}, "model_dir": None, "adapter_dir": None, "batch_size": 8, "dtype": None, "quantization": "none",
 }
+DTYPES = ("float32", "bfloat16", "float16")
+QUANTIZATIONS = ("none", "4bit", "8bit")
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class LLMConfig:
     model_dir: Path | None
     adapter_dir: Path | None  # local: a peft LoRA adapter on top of model_dir (a fine-tuned counselor)
     batch_size: int
+    # local: the registry's models.<model>.dtype / .quantization, loaded by models/loader.py (dtype None: the base
+    # folder's provenance, else float32)
+    dtype: str | None = None
+    quantization: str = "none"
 
 
 def parse_config(raw: dict[str, Any], *, model_dir: Path | None = None) -> LLMConfig:
@@ -90,6 +96,8 @@ def parse_config(raw: dict[str, Any], *, model_dir: Path | None = None) -> LLMCo
         price=price, model_dir=Path(model_dir) if model_dir else None,
         adapter_dir=Path(cfg["adapter_dir"]) if cfg["adapter_dir"] else None,
         batch_size=_number(cfg, "batch_size", int, minimum=1),
+        dtype=None if cfg["dtype"] is None else _choice(cfg, "dtype", DTYPES),
+        quantization=_choice(cfg, "quantization", QUANTIZATIONS),
     )
 
 

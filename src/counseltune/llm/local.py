@@ -1,40 +1,34 @@
 """A local transformers model (a plain safetensors base-model folder): batched, left-padded generation on CPU/GPU.
 
-Generation is counseltune.predict's (render, generate, hypothesis_text), so a reply here is decoded as the predict
-stage decodes; the weights are the shared loader's, held once per base folder (models/resident.py): a base client
-and a fine-tuned one (its adapter on top) in one process share one copy. Costs nothing; token counts come from the tokenizer. The model loads on
-the first cache miss, so a fully cached run never loads it. One attempt per request: decoded greedily, or sampled
-from the request's own generator (row_sampling.py), a retry would repeat the same reply, so a rejected reply
-(empty, truncated, not JSON) is a Failure at once. A request
-with an output schema decodes under it (constrained.py): its reply is JSON of the schema unless max_tokens cut it;
-json_mode without a schema only validates.
+Generation is models/generate.py's (render, generate, hypothesis_text), as every stage decodes, with the request's
+DecodeSettings; the weights are the shared loader's, in the config's dtype and quantization (the registry's), held
+once per base folder (models/resident.py): a base client and a fine-tuned one (its adapter on top) in one process
+share one copy. Costs nothing; token counts come from the tokenizer. The model loads on the first cache miss, so
+a fully cached run never loads it. One attempt per request: decoded greedily, or sampled from the request's own
+generator (row_sampling.py), a retry would repeat the same reply, so a rejected reply (empty, truncated, not JSON)
+is a Failure at once. A request with an output schema decodes under it (constrained.py): its reply is JSON of the
+schema unless max_tokens cut it; json_mode without a schema only validates.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from jinja2.exceptions import TemplateError
 
 from counseltune.models import resident
-from counseltune.predict import (
-    generate,
-    hypothesis_text,
-    prompt_token_cap,
-    render,
-    stop_token_ids,
-)
+from counseltune.models.decode import DecodeSettings
+from counseltune.models.generate import generate, hypothesis_text, prompt_token_cap, render, stop_token_ids
 
 from .client import CachingClient, Pending, Record, rejection
 from .types import Failure, Reply
 from .usage import add_counts
 
 BATCHES_PER_CHUNK = 4  # replies are cached after each chunk: a killed run loses at most this many batches
-# dtype and trust_remote_code come from the base folder's provenance (the registry entry it was built from).
-MODEL_PARAMS = {"quantization": "none"}
 
 
 class LocalClient(CachingClient):
@@ -59,7 +53,7 @@ class LocalClient(CachingClient):
         if not pending:
             return
         if self._held is None:
-            self._held = resident.acquire(self.config.model, MODEL_PARAMS, self.config.model_dir,
+            self._held = resident.acquire(self.config.model, model_entry(self.config), self.config.model_dir,
                                           self.config.adapter_dir)
             self._tokenizer = self._held.tokenizer
         # Requests batch together when they decode alike; each samples from its own generator (see _generate).
@@ -74,8 +68,8 @@ class LocalClient(CachingClient):
             processors = self._schema_processors(schema, [p for p, _ in items], record)
             if processors is False:
                 continue
-            decode = {"max_new_tokens": max_tokens, "temperature": temperature, "top_p": top_p,
-                      "repetition_penalty": repetition_penalty, "batch_size": self.config.batch_size}
+            decode = DecodeSettings(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p,
+                                    repetition_penalty=repetition_penalty, batch_size=self.config.batch_size)
             items.sort(key=lambda item: (-len(item[1]), item[1]))  # similar lengths share a chunk, and so a batch
             for start in range(0, len(items), chunk):
                 part = items[start:start + chunk]
@@ -83,23 +77,24 @@ class LocalClient(CachingClient):
                 for (p, ids), new in zip(part, outputs):
                     self._finish(p, ids, new, record)
 
-    def _generate(self, part: list[tuple[Pending, list[int]]], decode: dict, processors) -> list[list[int]]:
+    def _generate(self, part: list[tuple[Pending, list[int]]], decode: DecodeSettings,
+                  processors) -> list[list[int]]:
         """Each request's new token ids. Sampling draws from each request's own generator (row_sampling.py), so a
         reply does not depend on its batch: one generate() call per batch, so the sampler knows every row's request
         (part is sorted longest first, the order generate() keeps)."""
-        if decode["temperature"] <= 0:
+        if decode.greedy:
             with resident.serving(self._held, self.config.adapter_dir) as lm:
                 outputs, _ = generate(lm, self._tokenizer, [ids for _, ids in part], decode, 0, progress=False,
                                       logits_processors=processors)
             return outputs
         from .row_sampling import RowSampler, request_generator
 
-        greedy = {**decode, "temperature": 0.0}  # the sampler picks each token; greedy decoding then keeps it
+        greedy = replace(decode, temperature=0.0)  # the sampler picks each token; greedy decoding then keeps it
         outputs = []
-        for start in range(0, len(part), decode["batch_size"]):
-            batch = part[start:start + decode["batch_size"]]
-            sampler = RowSampler([request_generator(p.key, self._lm.device) for p, _ in batch], decode["temperature"],
-                                 decode["top_p"])
+        for start in range(0, len(part), decode.batch_size):
+            batch = part[start:start + decode.batch_size]
+            sampler = RowSampler([request_generator(p.key, self._lm.device) for p, _ in batch], decode.temperature,
+                                 decode.top_p)
             with resident.serving(self._held, self.config.adapter_dir) as lm:
                 out, _ = generate(lm, self._tokenizer, [ids for _, ids in batch], greedy, 0, progress=False,
                                   logits_processors=lambda n, last=sampler: [*(processors(n) if processors else []),
@@ -141,7 +136,7 @@ class LocalClient(CachingClient):
         self.usage.tokens_in += len(ids)
         self.usage.tokens_out += len(new)
         text = hypothesis_text(self._tokenizer, new)
-        # predict's generate strips the stop token: a reply as long as the cap never reached one.
+        # generate() strips the stop token: a reply as long as the cap never reached one.
         finish_reason = "length" if len(new) >= p.request.max_tokens else "stop"
         refused = rejection(p.request, text, finish_reason)
         if refused is not None:
@@ -151,6 +146,12 @@ class LocalClient(CachingClient):
         reply = Reply(text, len(ids), len(new), finish_reason, cached=False)
         self._store(p, reply)
         record(p, reply)
+
+
+def model_entry(config) -> dict:
+    """The registry keys the loader reads for this client: quantization, and dtype when the config gives it (else the
+    base folder's provenance, the registry entry it was built from)."""
+    return {"quantization": config.quantization, **({"dtype": config.dtype} if config.dtype else {})}
 
 
 def weights_fingerprint(*folders: Path | None) -> str:

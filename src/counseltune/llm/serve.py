@@ -3,11 +3,11 @@
     counseltune serve --base models/base/<m> --name <m> --adapter <m>-finetuned=models/adapters/<m> --port 8000
 
 serves the base model as <m> and each adapter by its name, as `vllm serve <base> --enable-lora --lora-modules
-name=path` does, on GET /health, GET /v1/models and POST /v1/chat/completions. Replies are decoded by predict's
-generation (serve_models.py): a greedy served prediction equals the in-process one. Accepted request fields:
-model, messages, max_tokens (or max_completion_tokens), temperature, top_p, seed, repetition_penalty (a vLLM
-extension), response_format text/json_object (json_schema is refused with HTTP 400, so the LLM client falls back
-to json_object and validates). Streaming and n > 1 are refused.
+name=path` does, on GET /health, GET /v1/models and POST /v1/chat/completions. Replies are decoded by the
+project's generation (models/generate.py, via serve_models.py): a greedy served prediction equals the in-process
+one. Accepted request fields: model, messages, max_tokens (or max_completion_tokens), temperature, top_p, seed,
+repetition_penalty (a vLLM extension), response_format text/json_object (json_schema is refused with HTTP 400, so
+the LLM client falls back to json_object and validates). Streaming and n > 1 are refused.
 
 With --then "<command>" it starts itself, waits for health, runs the command (COUNSELTUNE_SERVED_URL holds the
 base URL) and stops: the exit status is the command's (serve_process.py).
@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from counseltune.errors import CounseltuneError
+from counseltune.models.decode import DecodeSettings, DecodeSettingsError
 
 from .serve_models import BadRequest, Decode, ServedModels, ServeError
 
@@ -120,6 +121,10 @@ def chat_completion(models: ServedModels, body: dict) -> dict:
     decode = Decode(max_new_tokens=max_tokens, temperature=_field(body, "temperature", float, 1.0, minimum=0),
                     top_p=_field(body, "top_p", float, 1.0, minimum=0), seed=_field(body, "seed", int, 0),
                     repetition_penalty=_field(body, "repetition_penalty", float, 1.0, minimum=0))
+    try:  # the settings generate() will take: refuse here what it would refuse (e.g. top_p 0), as a 400
+        DecodeSettings(decode.max_new_tokens, decode.temperature, decode.top_p, decode.repetition_penalty)
+    except DecodeSettingsError as err:
+        raise BadRequest(400, "invalid_value", str(err).removeprefix("decode.")) from None
     ids = models.prompt_ids(str(model), _messages(body.get("messages")), max_tokens)
     text, new_tokens = models.complete(str(model), ids, decode)
     return {

@@ -1,7 +1,8 @@
 """The models one `counseltune serve` answers for: a base model folder and LoRA adapters on it, each by name.
 
-Replies are decoded by the predict stage's own functions (load_model, render, prompt_token_cap, generate,
-hypothesis_text), so a served greedy reply is the in-process one: same chat template, same decode settings, same
+Replies are decoded by the one generation path (models/generate.py: render, prompt_token_cap, generate,
+hypothesis_text; weights from models/loader.py), as the predict stage decodes, so a served greedy reply is the
+in-process one: same chat template, same decode settings, same
 stop tokens, same context cap. An adapter is loaded as predict loads it (base + adapter, merged when unquantized),
 on its first request, and kept: one merged copy of the base per adapter (fine for the small models this serves;
 a big model with many adapters belongs on vLLM, see README "On a SLURM cluster").
@@ -23,7 +24,9 @@ from typing import Any
 from jinja2.exceptions import TemplateError
 
 from counseltune.errors import CounseltuneError
-from counseltune.predict import generate, hypothesis_text, load_model, prompt_token_cap, render
+from counseltune.models.decode import DecodeSettings
+from counseltune.models.generate import generate, hypothesis_text, prompt_token_cap, render
+from counseltune.models.loader import load_chat_model
 
 GATHER_S = 0.02  # how long the worker waits for more jobs to join a batch once one arrived
 
@@ -92,7 +95,7 @@ class ServedModels:
 
     def load(self) -> None:
         """Load the base model (the adapters load on their first request) and start the worker."""
-        self._lm, self.tokenizer = load_model(self.base_dir, "base", None, self.model_params)
+        self._lm, self.tokenizer = load_chat_model(self.base_dir.name, self.model_params, self.base_dir)
         self._loaded[self.base_name] = self._lm
         self._worker = threading.Thread(target=self._work, name="serve-generate", daemon=True)
         self._worker.start()
@@ -162,8 +165,8 @@ class ServedModels:
         try:
             lm = self._model(group[0].model)
             d = group[0].decode
-            decode = {"max_new_tokens": d.max_new_tokens, "temperature": d.temperature, "top_p": d.top_p,
-                      "repetition_penalty": d.repetition_penalty, "batch_size": self.batch_size}
+            decode = DecodeSettings(max_new_tokens=d.max_new_tokens, temperature=d.temperature, top_p=d.top_p,
+                                    repetition_penalty=d.repetition_penalty, batch_size=self.batch_size)
             outputs, _ = generate(lm, self.tokenizer, [job.ids for job in group], decode, d.seed, progress=False)
             for job, new in zip(group, outputs):
                 job.new = new
@@ -176,5 +179,6 @@ class ServedModels:
 
     def _model(self, name: str):
         if name not in self._loaded:
-            self._loaded[name], _ = load_model(self.base_dir, "finetuned", self.adapters[name], self.model_params)
+            self._loaded[name], _ = load_chat_model(self.base_dir.name, self.model_params, self.base_dir,
+                                                    self.adapters[name])
         return self._loaded[name]

@@ -110,6 +110,17 @@ def load_model(name: str, entry: Mapping[str, Any], folder: Path | str, adapter:
     return model
 
 
+def load_chat_model(name: str, entry: Mapping[str, Any], folder: Path | str,
+                    adapter: Path | str | None = None) -> tuple[Any, Any]:
+    """(model for inference, left-padding tokenizer) of a model folder with its chat template; with `adapter`, the
+    LoRA merged in (kept unmerged on quantized weights): what generation (models/generate.py) needs."""
+    tokenizer = load_tokenizer(name, entry, folder, padding_side="left")
+    if not tokenizer.chat_template:
+        raise ModelLoadError(f"{folder}: the tokenizer has no chat template (the base-model stage always sets one)")
+    # merged: plain weights again, no LoRA matmuls per step
+    return load_model(name, entry, folder, adapter, merge_adapter=True), tokenizer
+
+
 @contextmanager
 def adapter_disabled(model: Any) -> Iterator[Any]:
     """Within: `model` computes as its base model (peft skips the LoRA layers); after: the adapter is back."""

@@ -185,3 +185,20 @@ def test_the_training_loss_runs_on_each_family_and_equals_its_own_loss(name, tin
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
     with torch.no_grad():
         assert causal_lm_loss(model, model, batch).item() == pytest.approx(model(**batch).loss.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("name", STUDY_MODELS)
+def test_the_pipelines_generate_runs_each_family_with_and_without_padding(name, tiny_bases):
+    """models/generate.py decodes every family: Baichuan2's remote code keeps the default cache (the static one
+    the CPU path prefers broke its attention mask on unpadded batches: found by the rehearsal)."""
+    from counseltune.models.decode import DecodeSettings
+    from counseltune.models.generate import generate
+
+    entry, folder = tiny_bases[name]
+    tokenizer = loader.load_tokenizer(name, entry, folder, padding_side="left")
+    model = loader.load_model(name, entry, folder)
+    settings = DecodeSettings(max_new_tokens=4, batch_size=2)
+    for lengths in ((12, 12), (12, 20)):
+        out, _ = generate(model, tokenizer, [list(range(10, 10 + n)) for n in lengths], settings, seed=0,
+                          progress=False)
+        assert len(out) == 2

@@ -64,7 +64,8 @@ def generate(model, tokenizer, prompts: list[list[int]], settings: DecodeSetting
     if not isinstance(settings, DecodeSettings):  # a dict here would silently skip the registry's checks
         raise TypeError(f"generate() takes a DecodeSettings (models/decode.py), got {type(settings).__name__}")
     stops = stop_token_ids(model, tokenizer)
-    config = generation_config(settings, stops, tokenizer.pad_token_id, static_cache=model.device.type == "cpu")
+    config = generation_config(settings, stops, tokenizer.pad_token_id,
+                               static_cache=model.device.type == "cpu" and not _remote_code(model))
     batch_size = settings.batch_size
     # Longest first: similar lengths share a batch (little padding), and a memory limit shows at once.
     order = sorted(range(len(prompts)), key=lambda j: -len(prompts[j]))
@@ -93,6 +94,13 @@ def generate(model, tokenizer, prompts: list[list[int]], settings: DecodeSetting
         "batches": len(batches), "batch_size": batch_size,
         "prompt_padding_share": 1 - real / padded if padded else 0.0, "threads": torch.get_num_threads(),
     }
+
+
+def _remote_code(model) -> bool:
+    """A trust_remote_code model (Baichuan2): its own attention code may not know transformers' static cache (the
+    rehearsal's Baichuan2 stand-in sized its mask for the filled positions only), so it keeps the default cache."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return bool(getattr(base, "is_remote_code", lambda: False)())
 
 
 def generation_config(settings: DecodeSettings, stops: list[int], pad_token_id: int, static_cache: bool = False):

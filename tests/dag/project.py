@@ -118,15 +118,27 @@ def dvc_plan(cwd: Path) -> set[str]:
     """The stages `dvc repro` would run now: those `dvc status` reports changed, plus everything downstream.
 
     (`dvc repro --dry` does not follow a change downstream, and fails on stages whose inputs do not exist yet.)
+    model_registry writes the params files DVC reads each model's keys from: `dvc repro` runs it first and then
+    re-runs only the model stages whose file changed, so its files are brought up to date here first (sync_registry)
+    and `dvc status` names those stages itself; nothing else is downstream of it.
     """
     import json
 
     import networkx as nx
     from dvc.repo import Repo
 
+    sync_registry(cwd)
     status = json.loads(dvc(cwd, "status", "--json").stdout or "{}")
     changed = {name.split(":")[-1] for name in status}
     graph = Repo(str(cwd)).index.graph  # edges point from a stage to the stages it depends on
     by_name = {stage.name: stage for stage in graph.nodes}
-    downstream = {s.name for name in changed if name in by_name for s in nx.ancestors(graph, by_name[name])}
+    downstream = {s.name for name in changed if name in by_name and name != "model_registry"
+                  for s in nx.ancestors(graph, by_name[name])}
     return changed | downstream
+
+
+def sync_registry(cwd: Path) -> None:
+    """Rewrite models/registry from params.yaml, as the model_registry stage would (same bytes for an entry that did
+    not change), if a run made it."""
+    if (cwd / "models/registry").is_dir():
+        run([str(BIN / "counseltune"), "model-registry", "--out", "models/registry"], cwd)

@@ -13,7 +13,15 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.dag.project import HEAVY_FIXTURE_TIMEOUT, copy_project, dvc, dvc_plan, snakemake, snakemake_pending_jobs
+from tests.dag.project import (
+    HEAVY_FIXTURE_TIMEOUT,
+    copy_project,
+    dvc,
+    dvc_plan,
+    snakemake,
+    snakemake_pending_jobs,
+    sync_registry,
+)
 
 # The module's fixtures run the whole tiny model chain in both engines (~10 min idle on 2 cores): its first test
 # carries that setup, so it gets a limit far above it; the engine runs themselves are watched for stalls.
@@ -65,6 +73,8 @@ def changed(root: Path, change):
         yield
     finally:
         path.write_text(original, encoding="utf-8")
+        if (root / "dvc.lock").exists():
+            sync_registry(root)  # dvc_plan wrote the changed entries' registry files: back to the run's
 
 
 @pytest.fixture(scope="module")

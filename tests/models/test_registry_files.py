@@ -14,6 +14,7 @@ from counseltune.codedeps import params_set
 from counseltune.models.registry_files import write_registry
 from counseltune.stage_params import dvc_params
 from tests.conftest import REPO
+from tests.dag.project import dvc_plan
 
 BIN = Path(sys.executable).parent
 MODELS = ["smollm2-135m-instruct", "llama-3.1-8b-instruct", "qwen2.5-7b-instruct"]
@@ -60,8 +61,10 @@ def test_dvc_runs_models_with_dots_and_reruns_only_the_changed_model(tmp_path):
     assert repro(root) == {"model_registry", *(f"predict@{m}" for m in MODELS)}
     assert repro(root) == set()  # nothing changed: nothing runs
     edit(root, lambda models: models["llama-3.1-8b-instruct"]["decode"].update(max_new_tokens=7))
+    assert dvc_plan(root) == {"model_registry", "predict@llama-3.1-8b-instruct"}  # the DAG tests' planner agrees
     assert repro(root) == {"model_registry", "predict@llama-3.1-8b-instruct"}
     edit(root, lambda models: models["qwen2.5-7b-instruct"]["train"].update(lr=1.0e-5))  # a key predict does not read
+    assert dvc_plan(root) == {"model_registry"}
     assert repro(root) == {"model_registry"}
 
 

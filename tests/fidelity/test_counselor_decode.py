@@ -154,3 +154,25 @@ def test_a_served_counselor_without_a_server_url_is_one_clear_error(params, tiny
                                           r"served\.base_url"):
         clients.counselor
 
+
+
+def test_the_crisis_probes_are_answered_with_the_counselors_settings(params, tmp_path):
+    from counseltune.fidelity.crisis_check import check_variants
+    from counseltune.fidelity.safety import load_probes
+
+    class Recording(FakeClient):
+        def complete(self, requests, desc: str = ""):
+            self.requests = list(requests)
+            return super().complete(requests, desc)
+
+    p = stage_params(params, tmp_path / "cache")
+    clients = StageClients(p, SMOLLM, tmp_path, tmp_path)
+    counselor = Recording("counselor")
+    check_variants({"finetuned": counselor}, FakeClient(JUDGE), load_probes()[:2], p["fidelity"]["safety"], 0, 0,
+                   SMOLLM, clients.decode)
+
+    cap = p["fidelity"]["safety"]["answer_max_tokens"]
+    registry = clients.decode
+    assert {(r.max_tokens, r.temperature, r.top_p, r.repetition_penalty) for r in counselor.requests} == \
+        {(cap, registry.temperature, registry.top_p, registry.repetition_penalty)}
+    assert registry.repetition_penalty != 1.0

@@ -8,6 +8,7 @@ import polars as pl
 
 from counseltune.fidelity.safety import CATEGORIES, Probe, SafetyReport, evaluate_safety
 from counseltune.llm import Client
+from counseltune.models.decode import DecodeSettings
 
 
 def balanced_probes(probes: Sequence[Probe], per_language: int | None) -> list[Probe]:
@@ -26,12 +27,14 @@ def _padded(groups: list[list[Probe]]) -> list[list[Probe | None]]:
 
 
 def check_variants(counselors: dict[str, Client], judge: Client, probes: Sequence[Probe], cfg: dict, seed: int,
-                   max_reasks: int, model: str) -> tuple[pl.DataFrame, dict[str, dict]]:
-    """variant -> safety report of its counselor: one rows table (variant column) and each variant's summary."""
+                   max_reasks: int, model: str,
+                   decode: DecodeSettings | None = None) -> tuple[pl.DataFrame, dict[str, dict]]:
+    """variant -> safety report of its counselor: one rows table (variant column) and each variant's summary.
+    decode: how the counselors decode (their registry settings; fidelity.safety.answer_max_tokens caps the answer)."""
     reports: dict[str, SafetyReport] = {
         variant: evaluate_safety(client, judge, probes, threshold=cfg["threshold"], seed=seed, max_reasks=max_reasks,
                                  answer_max_tokens=cfg["answer_max_tokens"], judge_max_tokens=cfg["judge_max_tokens"],
-                                 model_name=model)
+                                 model_name=model, answer_decode=decode)
         for variant, client in counselors.items()
     }
     rows = pl.concat([r.rows.with_columns(variant=pl.lit(v)) for v, r in reports.items()])

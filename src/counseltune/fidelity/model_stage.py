@@ -201,7 +201,7 @@ def safety_part(run: Run) -> dict | None:
         probes = balanced_probes(load_probes(), cfg["limit"])
         counselors = {"finetuned": run.clients.counselor, "base": run.clients.base_counselor}
         rows, summary = check_variants(counselors, run.clients.judge, probes, cfg, judge_cfg["seed"],
-                                       judge_cfg["max_reasks"], run.clients.model)
+                                       judge_cfg["max_reasks"], run.clients.model, run.clients.decode)
         failed = rows.filter(pl.col("failure").is_not_null())
         run.failures.append(_failures("safety", None, failed.select("variant", key="probe_id", reason="failure",
                                                                     detail=pl.lit(""))))

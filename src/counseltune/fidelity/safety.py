@@ -19,6 +19,7 @@ import polars as pl
 
 from counseltune.errors import CounseltuneError
 from counseltune.llm import ChatRequest, Client, Failure
+from counseltune.models.decode import DecodeSettings
 
 from .crisis_resources import mentions_resource
 from .safety_prompts import EXCHANGE, SAFETY_SYSTEM
@@ -114,12 +115,19 @@ class SafetyReport:
 
 def evaluate_safety(model: Client, judge: Client, probes: Sequence[Probe], *, threshold: float = 0.9, seed: int = 0,
                     max_reasks: int = 2, answer_max_tokens: int = 300, judge_max_tokens: int = 400,
-                    system: Mapping[str, str] | None = None, model_name: str | None = None) -> SafetyReport:
-    """Ask `model` every probe (with `system`[language] as its system prompt, if given), then judge each reply."""
+                    system: Mapping[str, str] | None = None, model_name: str | None = None,
+                    answer_decode: DecodeSettings | None = None) -> SafetyReport:
+    """Ask `model` every probe (with `system`[language] as its system prompt, if given), then judge each reply.
+
+    answer_decode: how the model decodes (its registry settings, as predict decodes it); the answer's token cap is
+    answer_max_tokens either way. None: greedy, no repetition penalty."""
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"threshold must be within 0..1, got {threshold}")
-    requests = [ChatRequest(_probe_messages(p, system), max_tokens=answer_max_tokens, temperature=0.0, seed=seed,
-                            tag=p.id) for p in probes]
+    decode = (answer_decode or DecodeSettings()).with_request(max_new_tokens=answer_max_tokens,
+                                                              temperature=None if answer_decode else 0.0)
+    requests = [ChatRequest(_probe_messages(p, system), max_tokens=decode.max_new_tokens, temperature=decode.temperature,
+                            top_p=decode.top_p, repetition_penalty=decode.repetition_penalty, seed=seed, tag=p.id)
+                for p in probes]
     replies = model.complete(requests, desc="safety probes")
     answered = [(p, r.text) for p, r in zip(probes, replies) if not isinstance(r, Failure)]
     tasks = [Task(p.id, (("system", SAFETY_SYSTEM[p.language]),

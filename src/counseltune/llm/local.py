@@ -42,6 +42,8 @@ class LocalClient(CachingClient):
         # The weights are part of the cache key: a retrained adapter (or a rebuilt base) must not be answered
         # from replies of the old one.
         self.model = f"{self.config.model}@{weights_fingerprint(self.config.model_dir, self.config.adapter_dir)}"
+        if self.config.quantization != "none":  # 4-/8-bit weights answer otherwise: never from the full weights' replies
+            self.model += f"+{self.config.quantization}"
 
     @property
     def _lm(self) -> Any:

@@ -1,6 +1,6 @@
 """The embedded MITI coder on the full AnnoMI: held-out agreement per split seed, against the human ceiling.
 
-Ingests AnnoMI with the miti-coder stage's own reader (coder_stage.annomi_tables) and runs
+Ingests AnnoMI as the pipeline does for the source fidelity.coder.source names (ingest.run.read_source) and runs
 validation.validate_coder exactly as the stage does (seeded, MI-quality-stratified transcript split;
 vectorizers fit on the train transcripts only), for each --seeds seed and each compared setting:
   - default: coder.DEFAULT_MODELS (behavior: linear SVM);
@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO / "src"))
 
 from counseltune.config import load_params  # noqa: E402
 from counseltune.fidelity.agreement import agreement_scores  # noqa: E402
-from counseltune.fidelity.coder_stage import annomi_tables  # noqa: E402
 from counseltune.fidelity.validation import validate_coder  # noqa: E402
+from counseltune.ingest.run import read_source  # noqa: E402
 from counseltune.schemas.tables import MI_BEHAVIORS  # noqa: E402
 
 SCRIPT = "bench_coder"
@@ -90,7 +90,8 @@ def run(annomi_dir: Path, sample_dir: Path, seeds: list[int], params: dict) -> d
     cfg = params["fidelity"]["coder"]
     out: dict = {"runs": [], "sample": []}
     for label, root, run_seeds in (("full", annomi_dir, seeds), ("sample", sample_dir, [cfg["seed"]])):
-        dialogs, turns = annomi_tables(params, root)
+        tables = read_source(params, cfg["source"], root)  # the tables the miti_coder stage reads
+        dialogs, turns = tables.dialogs, tables.turns
         log(f"{label}: {dialogs.height} transcripts, {turns.height} turns")
         for seed in run_seeds:
             for name, models in SETTINGS.items():

@@ -31,13 +31,9 @@ BRANCHES = {
 }
 # Imports still to be replaced (issue 13 part 4, in progress): each says what replaces it. The test fails
 # when one of them is gone, so the list only shrinks.
-_INGESTED = "read the ingested table instead of re-parsing the raw corpus (issue 13 part 4)"
 _INSTRUMENT = "the instrument's definitions (MITI 4.2.1 codes and thresholds, CTRS items) move to a shared module " \
     "with the fidelity split into sub-packages (issue 13 part 4)"
 PENDING = {
-    ("counseltune.fidelity.coder_stage", "counseltune.ingest"): _INGESTED,
-    ("counseltune.fidelity.coder_stage", "counseltune.ingest.annomi"): _INGESTED,
-    ("counseltune.fidelity.coder_stage", "counseltune.ingest.base"): _INGESTED,
     ("counseltune.schemas.fidelity", "counseltune.fidelity.miti"): _INSTRUMENT,
     ("counseltune.schemas.fidelity", "counseltune.fidelity.ctrs_prompts"): _INSTRUMENT,
     ("counseltune.report.fidelity", "counseltune.fidelity.miti"): _INSTRUMENT,

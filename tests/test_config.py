@@ -40,7 +40,7 @@ def test_a_source_overrides_the_ingest_defaults(params):
     tweaked = copy.deepcopy(params)
     tweaked["sources"]["kmi"]["same_speaker"] = "quarantine"
     assert source_policies(tweaked, "kmi")["same_speaker"] == "quarantine"
-    assert source_policies(tweaked, "annomi")["same_speaker"] == params["ingest"]["same_speaker"]
+    assert source_policies(tweaked, "cpsycound")["same_speaker"] == params["ingest"]["same_speaker"]
 
 
 def test_an_undeclared_source_is_a_clear_error(params):

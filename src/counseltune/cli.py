@@ -158,7 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                _miti_coder, "Trains on a seeded share of AnnoMI's transcripts, measures agreement (Cohen's kappa, "
                "macro-F1 per label family) on the held-out ones, and codes those as the real-MI reference rows "
                "(high/low MI quality; coder codes beside the human codes).")
-    p.add_argument("--annomi", required=True, type=Path, help="the AnnoMI folder (fidelity.coder.annomi_path)")
+    p.add_argument("--tables", required=True, type=Path,
+                   help="the ingested tables of the AnnoMI source, data/interim/<fidelity.coder.source>")
     p.add_argument("--coder", required=True, type=Path, help="the trained coder, e.g. models/miti_coder/coder.joblib")
     p.add_argument("--reference", required=True, type=Path, help="per-dialog codes of the held-out transcripts (parquet)")
     p.add_argument("--held-out", required=True, type=Path,
@@ -208,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data/fidelity (per-model coded replies, for the between-model tests)")
     p.add_argument("--out", required=True, type=Path, help="e.g. reports/comparison")
     p.add_argument("--spend-dir", type=Path, help="the LLM stages' spend tables (metrics/spend)")
+    p.add_argument("--synthesize-dir", type=Path, help="the synthesize stats of synthesize.run (metrics/synthesize)")
+    p.add_argument("--sft-dir", type=Path, help="the sft-data stats of the run's models (metrics/sft): the synthetic mix")
 
     p = _stage(sub, "study", "apply a study: write its params overrides into params.yaml (comments kept)",
                _study, "A study (studies/*.yaml) maps dotted params keys to values. `counseltune study apply STUDY` "
@@ -408,7 +411,7 @@ def _evaluate(args) -> int:
 def _miti_coder(args) -> int:
     from counseltune.fidelity.coder_stage import run_coder_stage
 
-    stats = run_coder_stage(_stage_params(args), args.annomi, args.coder, args.reference, args.metrics,
+    stats = run_coder_stage(_stage_params(args), args.tables, args.coder, args.reference, args.metrics,
                             held_out_dir=args.held_out)
     behavior = stats["validation"]["agreement"]["behavior"]
     print(f"miti-coder: held-out macro-F1 {behavior['macro_f1']:.3f}, kappa {behavior['kappa']:.3f} -> {args.coder}")
@@ -463,7 +466,8 @@ def _report_compare(args) -> int:
 
     write_comparison(_stage_params(args), args.eval_dir, args.scores_dir, args.out, params_path=args.params,
                      fidelity_dir=args.fidelity_dir, coder_metrics=args.fidelity_dir / "coder.json",
-                     fidelity_tables=args.fidelity_tables, spend_dir=args.spend_dir)
+                     fidelity_tables=args.fidelity_tables, spend_dir=args.spend_dir,
+                     synthesize_dir=args.synthesize_dir, sft_dir=args.sft_dir)
     return 0
 
 

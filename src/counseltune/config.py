@@ -90,6 +90,7 @@ def validate_params(params: Any, where: str = "params") -> None:
                           f"({fractions}): fix them in params.yaml")
     _check_ranges(params, where)
     _check_synthesis(params, where)
+    _check_coder_source(params, where)
     for name, entry in params["models"].items():
         dist, gpus = entry["distributed"], entry["resources"]["gpus"]
         if dist["strategy"] != "single" and dist["num_processes"] != "auto" and dist["num_processes"] > gpus:
@@ -115,6 +116,20 @@ def _check_synthesis(params: dict[str, Any], where: str) -> None:
     if params["llm"]["backend"] == "openai" and remote not in params["llm"]["prices"]:
         raise ParamsError(f"{where}: llm.prices has no entry for llm.remote.model {remote!r}: add "
                           f"{{input_per_m: <USD>, output_per_m: <USD>}} (0 for a free endpoint) so the budget holds")
+
+
+def _check_coder_source(params: dict[str, Any], where: str) -> None:
+    """The MITI coder reads its source's ingested tables: an AnnoMI source that keeps every annotated utterance."""
+    name = params["fidelity"]["coder"]["source"]
+    spec = params["sources"].get(name)
+    if spec is None or spec["format"] != "annomi":
+        annomi = [s for s, v in params["sources"].items() if v["format"] == "annomi"]
+        raise ParamsError(f"{where}: fidelity.coder.source {name!r} must name a sources entry of format annomi "
+                          f"(declared: {annomi or 'none'}): add an AnnoMI source or point the key at one")
+    if spec.get("same_speaker", params["ingest"]["same_speaker"]) != "keep":
+        raise ParamsError(f"{where}: sources.{name}.same_speaker must be keep, since the MITI coder learns from its "
+                          "tables (merging two utterances of one speaker drops codes where they differ): set "
+                          f"sources.{name}.same_speaker: keep")
 
 
 def _refuse_non_finite(value: Any, where: str, path: tuple[str, ...]) -> None:

@@ -31,13 +31,13 @@ STAGE_PARAMS: dict[str, tuple[str, ...]] = {
     "predict": ("models.{model}.decode", "models.{model}.dtype", "models.{model}.quantization", "models.{model}.source",
                 "predict"),
     "evaluate": ("evaluate",),
-    "miti-coder": ("fidelity.coder", "fidelity.bootstrap_samples", "fidelity.seed", "ingest"),
+    "miti-coder": ("fidelity.coder", "fidelity.bootstrap_samples", "fidelity.seed"),
     "judge-validation": ("fidelity.judge", "fidelity.judge_validation", "llm"),
     "fidelity": ("fidelity.judge", "fidelity.counselor", "fidelity.simulate", "fidelity.safety",
                  "fidelity.bootstrap_samples", "fidelity.seed", "llm", "models.{model}.decode", "models.{model}.dtype",
                  "models.{model}.quantization", "models.{model}.source"),
     "report-model": ("models.{model}",),  # the report prints the model's registry entry
-    "report-compare": ("run.models", "evaluate", "fidelity.bootstrap_samples", "fidelity.seed"),
+    "report-compare": ("run.models", "evaluate", "fidelity.bootstrap_samples", "fidelity.seed", "synthesize.run"),
     "model-registry": ("models",),  # writes models/registry/<model>.yaml, where dvc.yaml tracks a model's keys
 }
 

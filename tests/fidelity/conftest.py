@@ -25,6 +25,23 @@ def annomi_tables(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return tables.dialogs, tables.turns
 
 
+def ingested_annomi(params: dict, root: Path, out: Path) -> Path:
+    """The real ingest of an AnnoMI folder as the source fidelity.coder.source names: the miti-coder stage's input."""
+    from counseltune.ingest.run import ingest_source
+
+    source = params["fidelity"]["coder"]["source"]
+    ingest_source(params, source, root, out / source, out / f"{source}.json")
+    return out / source
+
+
+@pytest.fixture(scope="session")
+def sample_ingested(tmp_path_factory) -> Path:
+    """data/interim/annomi of the bundled sample, ingested with params.yaml."""
+    from counseltune.config import load_params
+
+    return ingested_annomi(load_params(REPO / "params.yaml"), SAMPLE, tmp_path_factory.mktemp("interim"))
+
+
 @pytest.fixture(scope="session")
 def sample_tables() -> tuple[pl.DataFrame, pl.DataFrame]:
     return annomi_tables(SAMPLE)

@@ -24,7 +24,7 @@ def fidelity_params(params: dict, *, judge=False, simulate=False, safety=False, 
     """params with fast fidelity settings (each LLM part on or off); llm overrides go to params['llm']."""
     p = copy.deepcopy(params)
     p["fidelity"] = {
-        "coder": {"annomi_path": "data/sample/AnnoMI", "seed": 20240419, "test_fraction": 0.2, "min_df": 2},
+        "coder": {"source": "annomi", "seed": 20240419, "test_fraction": 0.2, "min_df": 2},
         "judge": {"enabled": judge, "seed": 0, "max_reasks": 1, "miti_max_tokens": 384, "ctrs_max_tokens": 384,
                   "ctrs_competence_total": 40, "max_sessions": 1},
         "simulate": {"enabled": simulate, "source": "curated", "path": None, "attitudes": ["neutral"], "limit": 1,

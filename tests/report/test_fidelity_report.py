@@ -13,7 +13,6 @@ from counseltune.fidelity.model_stage import run_model_fidelity
 from counseltune.report.compare import write_comparison
 from counseltune.report.document import Alert, Document, Section, Table
 from counseltune.report.model_report import write_model_report
-from tests.fidelity.conftest import SAMPLE
 from tests.fidelity.stage_inputs import MODEL, FakeClient, fidelity_params, write_predictions
 from tests.fidelity.test_judge_loopback import JUDGE, UNSAFE_MODEL
 from tests.report.test_reports import predictions as toy_predictions
@@ -34,7 +33,8 @@ def stage_outputs(params, processed_sample, tmp_path, monkeypatch):
     p["run"]["models"] = list(MODELS)
     p["evaluate"]["bootstrap_samples"] = 100
     fidelity = tmp_path / "metrics/fidelity"
-    run_coder_stage(p, SAMPLE, tmp_path / "coder.joblib", tmp_path / "reference.parquet", fidelity / "coder.json",
+    interim = processed_sample.parent / "interim" / p["fidelity"]["coder"]["source"]  # the real ingest of the sample
+    run_coder_stage(p, interim, tmp_path / "coder.joblib", tmp_path / "reference.parquet", fidelity / "coder.json",
                     held_out_dir=tmp_path / "held_out")
     run_judge_validation(p, tmp_path / "held_out", tmp_path / "judge_codes.parquet", tmp_path / "judge_validation.json")
     (tmp_path / "adapter").mkdir()

@@ -57,14 +57,6 @@ def raw_files(wildcards):
     return sorted(str(p) for p in root.rglob("*") if p.is_file())
 
 
-def annomi_files(wildcards):
-    """Every file of the AnnoMI folder the MITI coder learns from."""
-    root = Path(config["fidelity"]["coder"]["annomi_path"])
-    if not root.is_dir():
-        raise WorkflowError(f"fidelity.coder.annomi_path: {root} is not a folder; fix it in params.yaml")
-    return sorted(str(p) for p in root.rglob("*") if p.is_file())
-
-
 def data_outputs():
     return (
         expand("data/interim/{source}/{table}", source=SOURCES, table=TABLES)

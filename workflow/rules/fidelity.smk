@@ -3,7 +3,8 @@
 
 rule miti_coder:
     input:
-        raw=annomi_files,
+        tables=expand("data/interim/{source}/{table}", source=config["fidelity"]["coder"]["source"],
+                      table=["dialogs.parquet", "turns.parquet"]),  # the AnnoMI source's ingest
         code=stage_code("miti-coder"),
     output:
         coder="models/miti_coder/coder.joblib",
@@ -16,7 +17,7 @@ rule miti_coder:
     log:
         "logs/miti_coder.log",
     shell:
-        "counseltune miti-coder --annomi {params.coder[annomi_path]} --coder {output.coder} "
+        "counseltune miti-coder --tables data/interim/{params.coder[source]} --coder {output.coder} "
         "--reference {output.reference} --held-out data/miti_coder/held_out --metrics {output.metrics} "
         "2>&1 | tee {log}"
 

@@ -178,6 +178,8 @@ rule report_compare:
         fidelity=["metrics/fidelity/coder.json"] + expand("metrics/fidelity/{model}.json", model=MODELS),
         fidelity_tables=["data/fidelity/reference.parquet"] + expand("data/fidelity/{model}", model=MODELS),
         spend=SPEND_TABLES,
+        synthesis=expand("metrics/synthesize/{generator}.json", generator=GENERATORS),  # the synthesis counts
+        sft=expand("metrics/sft/{model}.json", model=MODELS),  # the synthetic mix each model trained on
         code=stage_code("report-compare"),
     output:
         directory("reports/comparison"),
@@ -187,7 +189,8 @@ rule report_compare:
         "logs/report_compare.log",
     shell:
         "counseltune report-compare --eval-dir metrics/eval --scores-dir scores --fidelity-dir metrics/fidelity "
-        "--fidelity-tables data/fidelity --out {output} --spend-dir metrics/spend 2>&1 | tee {log}"
+        "--fidelity-tables data/fidelity --out {output} --spend-dir metrics/spend --synthesize-dir metrics/synthesize "
+        "--sft-dir metrics/sft 2>&1 | tee {log}"
 
 
 MODEL_OUTPUTS = (

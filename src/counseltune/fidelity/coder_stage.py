@@ -1,4 +1,4 @@
-"""The miti-coder stage: AnnoMI -> a validated embedded coder + real-MI reference profiles (high vs low quality).
+"""The miti-coder stage: ingested AnnoMI -> a validated embedded coder + real-MI reference profiles (high vs low quality).
 
 The coder is trained on the train transcripts of a seeded, MI-quality-stratified split and measured on the
 held-out ones (validation.validate_coder). The held-out transcripts are then the study's reference for what
@@ -21,25 +21,26 @@ from counseltune.fidelity.counts import CODED_BY_ANNOMI, CODED_BY_EMBEDDED_CODER
 from counseltune.fidelity.global_scores import NOT_RATED_REASON
 from counseltune.fidelity.profile import miti_profile
 from counseltune.fidelity.validation import validate_coder
-from counseltune.ingest import annomi
-from counseltune.ingest.base import IngestOptions, Ledger, build_tables
 from counseltune.schemas.fidelity import ReferenceCounts
 from counseltune.schemas.tables import Dialogs, Turns
+from counseltune.tables.io import read_table
 from counseltune.tables.staged import StagedOutputs
 
 CODINGS = {"coder": CODED_BY_EMBEDDED_CODER, "human": CODED_BY_ANNOMI}
 
 
-def run_coder_stage(params: dict, annomi_dir: Path, coder_out: Path, reference_out: Path, metrics_out: Path,
+def run_coder_stage(params: dict, tables_dir: Path, coder_out: Path, reference_out: Path, metrics_out: Path,
                     held_out_dir: Path | None = None) -> dict:
     """Train + validate the coder (saved to coder_out), profile the held-out transcripts; write parquet + JSON.
+
+    tables_dir: the ingested tables of the AnnoMI source fidelity.coder.source names (data/interim/<source>/).
 
     held_out_dir: where to write the held-out transcripts (dialogs.parquet, turns.parquet with the human codes),
     so the judge_validation stage codes the very same ones without parsing the corpus again.
     """
     started = time.perf_counter()
     cfg = params["fidelity"]["coder"]
-    dialogs, turns = annomi_tables(params, Path(annomi_dir))
+    dialogs, turns = annomi_tables(Path(tables_dir))
     coder_out, reference_out, metrics_out = Path(coder_out), Path(reference_out), Path(metrics_out)
     held_out_tables = [Path(held_out_dir) / "dialogs.parquet", Path(held_out_dir) / "turns.parquet"] if held_out_dir else []
     with StagedOutputs([coder_out, reference_out, *held_out_tables, metrics_out]) as out:  # all of them, or none
@@ -68,21 +69,13 @@ def _summary(params: dict, dialogs: pl.DataFrame, validation: dict, reference: p
     }
 
 
-def annomi_tables(params: dict, annomi_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """AnnoMI's full CSV as (dialogs, turns) with one turn per annotated utterance.
+def annomi_tables(tables_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The AnnoMI source's ingested (dialogs, turns), one turn per annotated utterance.
 
-    Reads only what the miti_coder stage declares (ingest, fidelity.coder): the ingest defaults, the full CSV
-    with a majority vote over annotators, and same_speaker forced to keep (merging two utterances of one
-    speaker would drop their codes).
+    The source's ingest keeps two utterances of one speaker apart (same_speaker: keep, checked when params load):
+    merging them would keep a code only where both halves agree, and the coder learns from every code.
     """
-    policies = params["ingest"]
-    extra = {"variant": "full", "annotator_rule": "majority"}
-    options = IngestOptions(language="en", method="MI", width=policies["width"], same_speaker="keep",
-                            trailing_client=policies["trailing_client"], empty_utterance=policies["empty_utterance"],
-                            extra=extra)
-    ledger = Ledger("annomi", annomi.UNIT)
-    tables = build_tables("annomi", "annomi", annomi.read(annomi_dir, ledger, extra), ledger, options)
-    return tables.dialogs, tables.turns
+    return read_table(tables_dir / "dialogs.parquet", Dialogs), read_table(tables_dir / "turns.parquet", Turns)
 
 
 def mi_quality(dialogs: pl.DataFrame) -> pl.DataFrame:

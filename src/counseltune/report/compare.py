@@ -15,6 +15,7 @@ from counseltune.report.metrics import METRIC_LABELS, convention_note, paired_ce
 from counseltune.report.plots import bars_with_ci
 from counseltune.report.provenance import provenance
 from counseltune.report.spend import SpendTable, read_spend, spend_table
+from counseltune.report.synthesis import SynthesisRow, synthesis_rows
 from counseltune.schemas.fidelity import CodedReplies
 from counseltune.schemas.scores import ITEM_METRICS, IndicatorComparisons, ScoreComparisons, Scores
 from counseltune.tables.io import read_table
@@ -25,10 +26,12 @@ TABLE_METRICS = ["bleu4", "rouge1", "rouge2", "rougeL", "distinct1", "distinct2"
 def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, out_dir: Path,
                      params_path: Path = Path("params.yaml"), fidelity_dir: Path | None = None,
                      coder_metrics: Path | None = None, fidelity_tables: Path | None = None,
-                     spend_dir: Path | None = None) -> None:
+                     spend_dir: Path | None = None, synthesize_dir: Path | None = None,
+                     sft_dir: Path | None = None) -> None:
     """fidelity_dir: per-model fidelity metrics (<model>.json); coder_metrics: the miti-coder stage's JSON (its
     validation and the real-MI reference rows). Either adds the fidelity section. fidelity_tables: the fidelity
-    stages' folders (<model>/coded.parquet), for the between-model tests on the same items."""
+    stages' folders (<model>/coded.parquet), for the between-model tests on the same items. synthesize_dir: the
+    synthesize stats of synthesize.run's generators (<generator>.json), with sft_dir (<model>.json) for their mix."""
     models = params["run"]["models"]
     evaluations = {m: json.loads((eval_dir / f"{m}.json").read_text(encoding="utf-8")) for m in models}
     scores = {m: read_table(scores_dir / f"{m}.parquet", Scores) for m in models}
@@ -53,6 +56,9 @@ def write_comparison(params: dict[str, Any], eval_dir: Path, scores_dir: Path, o
         sections += comparison_sections(fidelity, _read_json(coder_metrics) if coder_metrics else None, figures, out_dir)
     if "indicators" in tables:
         sections.append(between_models_section(read_table(tables["indicators"], IndicatorComparisons)))
+    if synthesize_dir is not None:  # the synthesize stage's counts (report/synthesis.py)
+        rows = synthesis_rows(params["synthesize"]["run"], synthesize_dir, sft_dir, models)
+        sections.append(synthesis_section(rows, models))
     if spend_dir is not None:  # the LLM stages' spend tables (llm/spend.py)
         sections.append(spend_section(spend_table(read_spend(spend_dir))))
     record = run_provenance(models, eval_dir, scores_dir, params_path, [p for p in (fidelity_dir, coder_metrics) if p])
@@ -117,6 +123,32 @@ def spend_section(table: SpendTable) -> Section:
         Table(["stage", "model", "requests", "tokens in", "tokens out", "USD", "budget", "share of budget"], rows),
         Paragraph("Every answered request the run paid for (retries and re-runs included), from the run's spend "
                   "ledger as each LLM stage left it; the budget (llm.remote.budget_usd) caps the whole run."),
+    ])
+
+
+def synthesis_section(rows: list[SynthesisRow], models: list[str]) -> Section:
+    if not rows:
+        return Section("Synthetic sessions", [Paragraph("No synthesis in this run (synthesize.run is empty).")])
+    percent = lambda x: "-" if x is None else f"{x:.1%}"  # noqa: E731
+
+    def mixed(row: SynthesisRow) -> str:
+        cells = {m: "-" if mix is None else f"{mix.dialogs} ({percent(mix.share)} of {mix.sft_dialogs})"
+                 for m, mix in row.mix.items()}
+        if len(set(cells.values())) == 1:  # the mix is the same for every model unless their sft stats differ
+            return next(iter(cells.values()))
+        return "; ".join(f"{m}: {c}" for m, c in cells.items())
+
+    table = [[r.generator, r.language, r.requested, r.attempted, r.accepted, r.quarantined, percent(r.acceptance_rate),
+              r.rounds, r.stop_reason or "-", mixed(r)] for r in rows]
+    details = [f"{r.generator} stopped on {r.stop_reason}: {r.stop_detail}" for r in rows if r.stop_detail]
+    return Section("Synthetic sessions", [
+        Table(["generator", "language", "requested", "attempted", "accepted", "quarantined", "acceptance", "rounds",
+               "stop reason", "in SFT data (share of its dialogs)"], table),
+        Paragraph("requested: synthesize.generators.<g>.n_sessions (accepted sessions wanted); rejected sessions are "
+                  "quarantined and replaced in further rounds, bounded by synthesize.attempts and the budget. In SFT "
+                  "data: the accepted sessions sft.synthetic mixes into each model's training data (sft-data stats; "
+                  f"- where not available), over all its SFT dialogs. Models: {', '.join(models)}."),
+        *[Paragraph(d) for d in details],
     ])
 
 

@@ -42,7 +42,6 @@ Checkpoint layout (checkpoint.py makes each folder appear atomically; the newest
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import gc
 import hashlib
 import json
@@ -63,6 +62,8 @@ import torch
 from counseltune.config import model_params
 from counseltune.errors import CounseltuneError
 from counseltune.train import checkpoint as ckpt
+from counseltune.train.heap import release_freed_memory as _release_freed_memory
+from counseltune.train.heap import return_large_frees_to_os
 from counseltune.train.loss import causal_lm_loss
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,7 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
 
     from counseltune.models.loader import load_tokenizer
 
+    return_large_frees_to_os()  # the step's freed activations leave RSS at once (heap.py): a lower peak
     with _stop_requests() as stop:
         accelerator = Accelerator(mixed_precision=mixed_precision(mp))
         set_seed(train["seed"])
@@ -296,24 +298,6 @@ def _train_step(net: Any, optimizer: Any, scheduler: Any, batches: list[dict[str
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return float(accelerator.reduce(step_loss, "sum").item()), float(lr)
-
-
-def _release_freed_memory() -> None:
-    """Hand the pages the step freed back to the OS. glibc keeps freed activations in its heap, fragmented, and
-    each later step's peak RSS then grows on top of them (gemma3-270m: +0.5 GiB by step 2); malloc_trim is
-    glibc's own remedy and costs milliseconds. Elsewhere (macOS, musl) nothing to do."""
-    global _LIBC
-    if _LIBC is None:
-        try:
-            _LIBC = ctypes.CDLL("libc.so.6")
-            _LIBC.malloc_trim  # noqa: B018 (raises AttributeError without glibc)
-        except (OSError, AttributeError):
-            _LIBC = False
-    if _LIBC:
-        _LIBC.malloc_trim(0)
-
-
-_LIBC: Any = None
 
 
 def _evaluate(net: Any, rows: Any, collate: Callable, pad_id: int, packed: bool, batch_size: int,

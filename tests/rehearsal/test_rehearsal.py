@@ -164,7 +164,7 @@ def test_the_docs_show_the_rehearsal_lines(repo):
 
 # ---- the same study through Snakemake's SLURM profile on the session's real single-node SLURM ------------------
 @pytest.fixture(scope="module")
-def slurm_route(slurm_cluster, dvc_route, tmp_path_factory):
+def slurm_route(slurm_cluster, tmp_path_factory):
     """The README's SLURM line verbatim, plus what a one-node test cluster needs (tests/cluster: CPUs capped to
     the node, an early first status check)."""
     from tests.cluster.test_slurm_pipeline import profile_set_resources

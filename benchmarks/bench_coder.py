@@ -28,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from counseltune.config import load_params  # noqa: E402
-from counseltune.fidelity.agreement import agreement_scores  # noqa: E402
-from counseltune.fidelity.validation import validate_coder  # noqa: E402
+from counseltune.fidelity.embedded_coder.agreement import agreement_scores  # noqa: E402
+from counseltune.fidelity.embedded_coder.validation import validate_coder  # noqa: E402
 from counseltune.ingest.run import read_source  # noqa: E402
 from counseltune.schemas.tables import MI_BEHAVIORS  # noqa: E402
 

@@ -35,8 +35,8 @@ def log(message: str) -> None:
 
 
 def prompts(tokenizer, n: int) -> list[list[int]]:
-    from counseltune.fidelity.safety import load_probes
-    from counseltune.fidelity.safety_prompts import EXCHANGE, SAFETY_SYSTEM
+    from counseltune.fidelity.crisis_safety.safety import load_probes
+    from counseltune.fidelity.crisis_safety.safety_prompts import EXCHANGE, SAFETY_SYSTEM
     from counseltune.models.generate import render
 
     probes = [p for p in load_probes() if p.language == "en"] or load_probes()
@@ -104,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from counseltune.config import load_params
-    from counseltune.fidelity.safety import safety_schema
+    from counseltune.fidelity.crisis_safety.safety import safety_schema
     from counseltune.llm.constrained import SchemaDecoding
     from counseltune.llm.types import OutputSchema
     from counseltune.models.decode import DecodeSettings

@@ -30,7 +30,7 @@ def log(message: str) -> None:
 
 
 def sample_sessions(n: int, turns: int):
-    from counseltune.fidelity.sessions import Session, sessions_from_tables
+    from counseltune.fidelity.judges.sessions import Session, sessions_from_tables
     from tests.fidelity.conftest import SAMPLE, annomi_tables
 
     dialogs, table = annomi_tables(SAMPLE)
@@ -49,9 +49,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from counseltune.config import load_params
-    from counseltune.fidelity.ctrs import judge_ctrs
-    from counseltune.fidelity.judge import judge_miti
-    from counseltune.fidelity.safety import evaluate_safety, load_probes
+    from counseltune.fidelity.judges.ctrs import judge_ctrs
+    from counseltune.fidelity.judges.judge import judge_miti
+    from counseltune.fidelity.crisis_safety.safety import evaluate_safety, load_probes
     from counseltune.llm import make_client
 
     params = load_params(ROOT / "params.yaml")

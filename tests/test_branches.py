@@ -34,10 +34,10 @@ BRANCHES = {
 _INSTRUMENT = "the instrument's definitions (MITI 4.2.1 codes and thresholds, CTRS items) move to a shared module " \
     "with the fidelity split into sub-packages (issue 13 part 4)"
 PENDING = {
-    ("counseltune.schemas.fidelity", "counseltune.fidelity.miti"): _INSTRUMENT,
-    ("counseltune.schemas.fidelity", "counseltune.fidelity.ctrs_prompts"): _INSTRUMENT,
-    ("counseltune.report.fidelity", "counseltune.fidelity.miti"): _INSTRUMENT,
-    ("counseltune.report.plots", "counseltune.fidelity.miti"): _INSTRUMENT,
+    ("counseltune.schemas.fidelity", "counseltune.fidelity.miti_scoring.miti"): _INSTRUMENT,
+    ("counseltune.schemas.fidelity", "counseltune.fidelity.judges.ctrs_prompts"): _INSTRUMENT,
+    ("counseltune.report.fidelity", "counseltune.fidelity.miti_scoring.miti"): _INSTRUMENT,
+    ("counseltune.report.plots", "counseltune.fidelity.miti_scoring.miti"): _INSTRUMENT,
 }
 
 

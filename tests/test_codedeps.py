@@ -29,7 +29,7 @@ def test_dvc_yaml_declares_exactly_each_stages_import_closure():
 def test_the_drifts_that_once_shipped_are_in_the_closure():
     tree = CodeTree(REPO)
     assert "src/counseltune/train/render.py" in tree.stage_code("finetune")  # packing.py imports it
-    assert "src/counseltune/fidelity/intake.py" in tree.stage_code("fidelity")  # the simulated client's intake
+    assert "src/counseltune/fidelity/simulated_client/intake.py" in tree.stage_code("fidelity")  # the simulated client's intake
     assert "schemas/params.schema.yaml" in tree.stage_code("finetune")  # config.py loads it by package name
     assert "src/counseltune/fidelity/data/crisis_probes.jsonl" in tree.stage_code("fidelity")  # package data
 

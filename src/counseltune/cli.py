@@ -409,7 +409,7 @@ def _evaluate(args) -> int:
 
 
 def _miti_coder(args) -> int:
-    from counseltune.fidelity.coder_stage import run_coder_stage
+    from counseltune.fidelity.embedded_coder.coder_stage import run_coder_stage
 
     stats = run_coder_stage(_stage_params(args), args.tables, args.coder, args.reference, args.metrics,
                             held_out_dir=args.held_out)
@@ -433,7 +433,7 @@ def _fidelity(args) -> int:
 
 
 def _judge_validation(args) -> int:
-    from counseltune.fidelity.judge_validation import run_judge_validation
+    from counseltune.fidelity.judges.judge_validation import run_judge_validation
     from counseltune.llm.spend import write_job_spend
 
     params = _stage_params(args)

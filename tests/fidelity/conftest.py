@@ -49,14 +49,14 @@ def sample_tables() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 @pytest.fixture(scope="session")
 def sample_split(sample_tables) -> dict[str, list[str]]:
-    from counseltune.fidelity.validation import split_transcripts
+    from counseltune.fidelity.embedded_coder.validation import split_transcripts
 
     return split_transcripts(sample_tables[0], SEED, test_fraction=0.25)
 
 
 @pytest.fixture(scope="session")
 def sample_coder(sample_tables, sample_split):
-    from counseltune.fidelity.coder import train_coder
+    from counseltune.fidelity.embedded_coder.coder import train_coder
 
     return train_coder(sample_tables[1], sample_split["train"])
 

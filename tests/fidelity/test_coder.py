@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from counseltune.schemas.tables import MI_BEHAVIORS
 
-from counseltune.fidelity import coder as coder_module
-from counseltune.fidelity.coder import (
+from counseltune.fidelity.embedded_coder import coder as coder_module
+from counseltune.fidelity.embedded_coder.coder import (
     CoderError,
     TurnsError,
     code_turns,
@@ -18,8 +18,8 @@ from counseltune.fidelity.coder import (
     softmax_scores,
     train_coder,
 )
-from counseltune.fidelity.features import as_input, counselor_turns, turn_vectorizer
-from counseltune.fidelity.miti import MitiError
+from counseltune.fidelity.embedded_coder.features import as_input, counselor_turns, turn_vectorizer
+from counseltune.fidelity.miti_scoring.miti import MitiError
 from tests.conftest import dialog_rows, frames
 
 from .conftest import FIXTURES, annomi_tables

@@ -8,8 +8,8 @@ import json
 import polars as pl
 import pytest
 
-from counseltune.fidelity.coder import load_coder
-from counseltune.fidelity.coder_stage import run_coder_stage
+from counseltune.fidelity.embedded_coder.coder import load_coder
+from counseltune.fidelity.embedded_coder.coder_stage import run_coder_stage
 from counseltune.config import ParamsError, validate_params
 from counseltune.ingest import annomi
 from counseltune.ingest.base import IngestOptions, Ledger, build_tables

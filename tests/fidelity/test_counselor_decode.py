@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from counseltune.fidelity.intake import IntakeProfile
+from counseltune.fidelity.simulated_client.intake import IntakeProfile
 from counseltune.fidelity.model_stage import simulation_settings
-from counseltune.fidelity.simulate import simulate
+from counseltune.fidelity.simulated_client.simulate import simulate
 from counseltune.fidelity.stage_clients import StageClients
 from counseltune.llm.serve import start_server, stop_server
 from counseltune.llm.serve_models import ServedModels
@@ -157,8 +157,8 @@ def test_a_served_counselor_without_a_server_url_is_one_clear_error(params, tiny
 
 
 def test_the_crisis_probes_are_answered_with_the_counselors_settings(params, tmp_path):
-    from counseltune.fidelity.crisis_check import check_variants
-    from counseltune.fidelity.safety import load_probes
+    from counseltune.fidelity.crisis_safety.crisis_check import check_variants
+    from counseltune.fidelity.crisis_safety.safety import load_probes
 
     class Recording(FakeClient):
         def complete(self, requests, desc: str = ""):

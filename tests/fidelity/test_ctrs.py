@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from counseltune.fidelity.ctrs import ITEMS, TOTAL_MAX, ctrs_schema, judge_ctrs
-from counseltune.fidelity.ctrs_prompts import ctrs_system
-from counseltune.fidelity.sessions import Session
+from counseltune.fidelity.judges.ctrs import ITEMS, TOTAL_MAX, ctrs_schema, judge_ctrs
+from counseltune.fidelity.judges.ctrs_prompts import ctrs_system
+from counseltune.fidelity.judges.sessions import Session
 
 from .test_judge_loopback import JUDGE
 
@@ -60,7 +60,7 @@ def test_every_prompt_names_every_item(language):
 
 @pytest.mark.parametrize("language", ["en", "zh", "ko"])
 def test_every_prompt_gives_the_manuals_anchors_for_0_2_4_6_of_every_item(language):
-    from counseltune.fidelity.ctrs_anchors import ANCHOR_LEVELS, CTRS_ANCHORS
+    from counseltune.fidelity.judges.ctrs_anchors import ANCHOR_LEVELS, CTRS_ANCHORS
 
     prompt = ctrs_system(language)
     assert ANCHOR_LEVELS == (0, 2, 4, 6) and set(CTRS_ANCHORS) == set(ITEMS)

@@ -1,5 +1,5 @@
-from counseltune.fidelity import miti
-from counseltune.fidelity.global_scores import embedded_global_scores
+from counseltune.fidelity.miti_scoring import miti
+from counseltune.fidelity.miti_scoring.global_scores import embedded_global_scores
 
 
 def test_embedded_coder_rates_no_global_scores():

@@ -7,14 +7,14 @@ import json
 import polars as pl
 from jsonschema import Draft202012Validator
 
-from counseltune.fidelity.judge import (
+from counseltune.fidelity.judges.judge import (
     JUDGE_CODES,
     PROMPT_VERSION,
     judge_miti,
     miti_schema,
 )
-from counseltune.fidelity.sessions import Session, sessions_from_tables
-from counseltune.fidelity.structured import REASK_NOTE
+from counseltune.fidelity.judges.sessions import Session, sessions_from_tables
+from counseltune.llm.structured import REASK_NOTE
 
 from .test_judge_loopback import JUDGE
 
@@ -143,7 +143,7 @@ def test_sessions_from_tables_keeps_language_and_drops_system_turns():
 
 
 def test_sessions_from_predictions_swap_in_the_model_turns():
-    from counseltune.fidelity.sessions import sessions_from_predictions
+    from counseltune.fidelity.judges.sessions import sessions_from_predictions
     from tests.conftest import dialog_rows, frames
 
     dialogs, turns = frames(dialog_rows("toy:1", [("client", "a"), ("counselor", "ref 1"), ("client", "b"),
@@ -155,7 +155,7 @@ def test_sessions_from_predictions_swap_in_the_model_turns():
 
 
 def test_a_failed_semantic_check_is_reasked_like_a_schema_error():
-    from counseltune.fidelity.structured import Settings, Task, ask_json, parse_object
+    from counseltune.llm.structured import Settings, Task, ask_json, parse_object
     from counseltune.llm import Reply
 
     class Scripted:  # an in-process Client: answers {"n": <number of re-asks so far>}

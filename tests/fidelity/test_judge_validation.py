@@ -8,8 +8,8 @@ import json
 import polars as pl
 import pytest
 
-from counseltune.fidelity.judge_agreement import behavior_agreement, human_indicator
-from counseltune.fidelity.judge_validation import run_judge_validation
+from counseltune.fidelity.judges.judge_agreement import behavior_agreement, human_indicator
+from counseltune.fidelity.judges.judge_validation import run_judge_validation
 from counseltune.schemas.tables import Dialogs, Turns
 from counseltune.tables.io import write_table
 from tests.fidelity.stage_inputs import fidelity_params

@@ -9,8 +9,8 @@ import joblib
 import polars as pl
 import pytest
 
-from counseltune.fidelity.coder import CoderError
-from counseltune.fidelity.coder_stage import run_coder_stage
+from counseltune.fidelity.embedded_coder.coder import CoderError
+from counseltune.fidelity.embedded_coder.coder_stage import run_coder_stage
 from counseltune.fidelity.model_stage import TABLES as CONTRACTS
 from counseltune.fidelity.model_stage import run_model_fidelity
 from counseltune.tables.io import read_table

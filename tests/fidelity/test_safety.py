@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from counseltune.fidelity.crisis_check import balanced_probes
-from counseltune.fidelity.crisis_resources import KOREA_RESOURCES, mentions_resource
-from counseltune.fidelity.safety import (
+from counseltune.fidelity.crisis_safety.crisis_check import balanced_probes
+from counseltune.fidelity.crisis_safety.crisis_resources import KOREA_RESOURCES, mentions_resource
+from counseltune.fidelity.crisis_safety.safety import (
     CATEGORIES,
     ProbeError,
     evaluate_safety,

@@ -9,16 +9,16 @@ import polars as pl
 import pytest
 from counseltune.schemas.tables import Dialogs, Turns
 
-from counseltune.fidelity.intake import (
+from counseltune.fidelity.simulated_client.intake import (
     IntakeError,
     IntakeProfile,
     cpsycoune_profiles,
     load_cactus,
     profiles_from_dialogs,
 )
-from counseltune.fidelity.simulated_sessions import intake_profiles
+from counseltune.fidelity.simulated_client.simulated_sessions import intake_profiles
 from counseltune.ingest.run import read_source
-from counseltune.fidelity.simulate import (
+from counseltune.fidelity.simulated_client.simulate import (
     SimulationSettings,
     simulate,
     source_name,

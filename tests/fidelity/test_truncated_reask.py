@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from counseltune.fidelity.answer_bound import max_answer_tokens
-from counseltune.fidelity.ctrs import ctrs_schema
-from counseltune.fidelity.judge import judge_miti, miti_schema
-from counseltune.fidelity.safety import safety_schema
-from counseltune.fidelity.sessions import Session
+from counseltune.fidelity.judges.answer_bound import max_answer_tokens
+from counseltune.fidelity.judges.ctrs import ctrs_schema
+from counseltune.fidelity.judges.judge import judge_miti, miti_schema
+from counseltune.fidelity.crisis_safety.safety import safety_schema
+from counseltune.fidelity.judges.sessions import Session
 from counseltune.llm.ledger import LEDGER_NAME, SpendLedger
 from counseltune.config import load_params
 from counseltune.study import apply_overrides, load_study

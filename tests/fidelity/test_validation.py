@@ -7,8 +7,8 @@ import json
 import polars as pl
 import pytest
 
-from counseltune.fidelity.coder import code_turns, load_coder
-from counseltune.fidelity.validation import (
+from counseltune.fidelity.embedded_coder.coder import code_turns, load_coder
+from counseltune.fidelity.embedded_coder.validation import (
     ValidationError,
     split_transcripts,
     validate_coder,
@@ -71,7 +71,7 @@ def test_full_annomi_held_out_behavior_macro_f1():
 @pytest.mark.slow
 @pytest.mark.skipif(not FULL.is_dir(), reason=f"full AnnoMI not found at {FULL} (a clean clone has no ../shared)")
 def test_full_annomi_coder_on_typical_utterances():
-    from counseltune.fidelity.coder import train_coder
+    from counseltune.fidelity.embedded_coder.coder import train_coder
 
     _, turns = annomi_tables(FULL)
     coder = train_coder(turns)

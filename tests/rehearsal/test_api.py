@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from counseltune.fidelity.ctrs import ctrs_schema, judge_ctrs
-from counseltune.fidelity.intake import IntakeProfile
-from counseltune.fidelity.judge import judge_miti, miti_schema
-from counseltune.fidelity.judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
-from counseltune.fidelity.safety import evaluate_safety, load_probes, safety_schema
-from counseltune.fidelity.sessions import Session
-from counseltune.fidelity.simulate import SimulationSettings, simulate
+from counseltune.fidelity.judges.ctrs import ctrs_schema, judge_ctrs
+from counseltune.fidelity.simulated_client.intake import IntakeProfile
+from counseltune.fidelity.judges.judge import judge_miti, miti_schema
+from counseltune.fidelity.judges.judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
+from counseltune.fidelity.crisis_safety.safety import evaluate_safety, load_probes, safety_schema
+from counseltune.fidelity.judges.sessions import Session
+from counseltune.fidelity.simulated_client.simulate import SimulationSettings, simulate
 from counseltune.llm import ChatRequest, OutputSchema, Reply, make_client
 from counseltune.rehearsal.api import serving
 from counseltune.rehearsal.schema_instance import UnsupportedSchema, valid_instance

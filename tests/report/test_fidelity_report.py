@@ -7,8 +7,8 @@ import json
 import pytest
 
 from counseltune.evaluate.run import evaluate_model
-from counseltune.fidelity.coder_stage import run_coder_stage
-from counseltune.fidelity.judge_validation import run_judge_validation
+from counseltune.fidelity.embedded_coder.coder_stage import run_coder_stage
+from counseltune.fidelity.judges.judge_validation import run_judge_validation
 from counseltune.fidelity.model_stage import run_model_fidelity
 from counseltune.report.compare import write_comparison
 from counseltune.report.document import Alert, Document, Section, Table
@@ -27,7 +27,7 @@ def stage_outputs(params, processed_sample, tmp_path, monkeypatch):
     # the counselors (configs with an adapter_dir key) answer unsafely; the params' llm client is the scripted judge
     monkeypatch.setattr("counseltune.fidelity.stage_clients.make_client",
                         lambda config, **_: FakeClient(UNSAFE_MODEL if "adapter_dir" in config else JUDGE))
-    monkeypatch.setattr("counseltune.fidelity.judge_validation.make_client", lambda config, **_: FakeClient(JUDGE))
+    monkeypatch.setattr("counseltune.fidelity.judges.judge_validation.make_client", lambda config, **_: FakeClient(JUDGE))
     p = fidelity_params(params, judge=True, simulate=True, safety=True)
     p["fidelity"]["judge_validation"] = {"enabled": True, "max_transcripts": 1, "max_turns": 30}
     p["run"]["models"] = list(MODELS)

@@ -16,16 +16,16 @@ from pathlib import Path
 
 import polars as pl
 
-from counseltune.fidelity.coded_replies import CODER_LANGUAGES, coded_items, paired_indicators, variant_profiles
-from counseltune.fidelity.coder import MitiCoder, load_coder
-from counseltune.fidelity.coder_stage import not_coded
-from counseltune.fidelity.crisis_check import balanced_probes, check_variants
-from counseltune.fidelity.ctrs import judge_ctrs
-from counseltune.fidelity.judged_sessions import judge_predictions
-from counseltune.fidelity.safety import load_probes
-from counseltune.fidelity.sessions import sessions_from_tables
-from counseltune.fidelity.simulate import SimulationSettings, simulate
-from counseltune.fidelity.simulated_sessions import coded_session_turns, intake_profiles, simulation_summary
+from counseltune.fidelity.embedded_coder.coded_replies import CODER_LANGUAGES, coded_items, paired_indicators, variant_profiles
+from counseltune.fidelity.embedded_coder.coder import MitiCoder, load_coder
+from counseltune.fidelity.embedded_coder.coder_stage import not_coded
+from counseltune.fidelity.crisis_safety.crisis_check import balanced_probes, check_variants
+from counseltune.fidelity.judges.ctrs import judge_ctrs
+from counseltune.fidelity.judges.judged_sessions import judge_predictions
+from counseltune.fidelity.crisis_safety.safety import load_probes
+from counseltune.fidelity.judges.sessions import sessions_from_tables
+from counseltune.fidelity.simulated_client.simulate import SimulationSettings, simulate
+from counseltune.fidelity.simulated_client.simulated_sessions import coded_session_turns, intake_profiles, simulation_summary
 from counseltune.fidelity.stage_clients import StageClients
 from counseltune.schemas.fidelity import CodedReplies, CtrsItems, Failures, JudgeCodes, JudgeGlobals, SafetyVerdicts
 from counseltune.schemas.tables import VARIANTS, CuratedDialogs, Dialogs, Predictions, Turns

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from counseltune.fidelity.client_prompts import END_MARKER, client_system
-from counseltune.fidelity.ctrs import ctrs_schema
-from counseltune.fidelity.ctrs_prompts import ctrs_system
-from counseltune.fidelity.judge import miti_schema
-from counseltune.fidelity.judge_prompts import MITI_SYSTEM
-from counseltune.fidelity.safety import safety_schema
-from counseltune.fidelity.safety_prompts import SAFETY_SYSTEM
+from counseltune.fidelity.simulated_client.client_prompts import END_MARKER, client_system
+from counseltune.fidelity.judges.ctrs import ctrs_schema
+from counseltune.fidelity.judges.ctrs_prompts import ctrs_system
+from counseltune.fidelity.judges.judge import miti_schema
+from counseltune.fidelity.judges.judge_prompts import MITI_SYSTEM
+from counseltune.fidelity.crisis_safety.safety import safety_schema
+from counseltune.fidelity.crisis_safety.safety_prompts import SAFETY_SYSTEM
 from counseltune.synthesize import prompts
 from counseltune.synthesize.codes import CODE_DESCRIPTIONS, QUESTION_CODES, REFLECTION_CODES
 

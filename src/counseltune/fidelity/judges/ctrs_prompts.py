@@ -6,7 +6,7 @@ manual's anchors for 0, 2, 4 and 6 (ctrs_anchors.py).
 
 from __future__ import annotations
 
-from .ctrs_anchors import ANCHOR_LEVELS, CTRS_ANCHORS
+from counseltune.fidelity.judges.ctrs_anchors import ANCHOR_LEVELS, CTRS_ANCHORS
 
 # item key -> what the item rates, per language; the keys are the JSON keys the judge must answer with.
 CTRS_ITEMS = {

@@ -15,12 +15,12 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.fidelity import miti
-from counseltune.fidelity.coder import code_turns, load_coder
-from counseltune.fidelity.counts import CODED_BY_ANNOMI, CODED_BY_EMBEDDED_CODER, behavior_counts, with_summary_scores
-from counseltune.fidelity.global_scores import NOT_RATED_REASON
-from counseltune.fidelity.profile import miti_profile
-from counseltune.fidelity.validation import validate_coder
+from counseltune.fidelity.miti_scoring import miti
+from counseltune.fidelity.embedded_coder.coder import code_turns, load_coder
+from counseltune.fidelity.miti_scoring.counts import CODED_BY_ANNOMI, CODED_BY_EMBEDDED_CODER, behavior_counts, with_summary_scores
+from counseltune.fidelity.miti_scoring.global_scores import NOT_RATED_REASON
+from counseltune.fidelity.miti_scoring.profile import miti_profile
+from counseltune.fidelity.embedded_coder.validation import validate_coder
 from counseltune.schemas.fidelity import ReferenceCounts
 from counseltune.schemas.tables import Dialogs, Turns
 from counseltune.tables.io import read_table

@@ -15,9 +15,9 @@ import polars as pl
 
 from counseltune.llm import Client
 
-from .answer_bound import max_answer_tokens
-from .judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
-from .miti import (
+from counseltune.fidelity.judges.answer_bound import max_answer_tokens
+from counseltune.fidelity.judges.judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
+from counseltune.fidelity.miti_scoring.miti import (
     BEHAVIOR_CODES,
     GLOBAL_RANGE,
     GLOBAL_SCORES,
@@ -25,8 +25,8 @@ from .miti import (
     grade,
     summary_scores,
 )
-from .sessions import Session
-from .structured import Outcome, Settings, Task, ask_json, failures_frame
+from counseltune.fidelity.judges.sessions import Session
+from counseltune.llm.structured import Outcome, Settings, Task, ask_json, failures_frame
 
 PROMPT_VERSION = "miti-judge-v2"   # bump whenever judge_prompts.MITI_SYSTEM or the schema changes
 # The judge names question subtypes; MITI 4.2.1's own Question code is their sum (see miti.questions).

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import polars as pl
 
-from counseltune.fidelity.coder import MitiCoder, code_turns
-from counseltune.fidelity.counts import behavior_counts
-from counseltune.fidelity.profile import miti_profile
+from counseltune.fidelity.embedded_coder.coder import MitiCoder, code_turns
+from counseltune.fidelity.miti_scoring.counts import behavior_counts
+from counseltune.fidelity.miti_scoring.profile import miti_profile
 from counseltune.paired_indicators import ITEM, paired_on_items
 from counseltune.stats import holm_bonferroni
 

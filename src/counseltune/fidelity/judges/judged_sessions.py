@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 
 from counseltune.stats import bootstrap_ci
-from counseltune.fidelity.judge import MitiJudgement, behavior_counts, judge_miti
-from counseltune.fidelity.miti import GLOBAL_SCORES, TOTALS, grade, per_session, summary_scores
-from counseltune.fidelity.sessions import sessions_from_predictions
+from counseltune.fidelity.judges.judge import MitiJudgement, behavior_counts, judge_miti
+from counseltune.fidelity.miti_scoring.miti import GLOBAL_SCORES, TOTALS, grade, per_session, summary_scores
+from counseltune.fidelity.judges.sessions import sessions_from_predictions
 from counseltune.llm import Client
 
 JUDGED_VARIANTS = ("base", "finetuned")

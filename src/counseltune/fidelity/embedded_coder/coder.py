@@ -50,8 +50,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from counseltune.errors import CounseltuneError
-from counseltune.fidelity import miti
-from counseltune.fidelity.features import (
+from counseltune.fidelity.miti_scoring import miti
+from counseltune.fidelity.embedded_coder.features import (
     FEATURE_SETS,
     KEY,
     TurnsError,

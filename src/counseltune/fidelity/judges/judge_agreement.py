@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from counseltune.fidelity.agreement import agreement_scores
+from counseltune.fidelity.embedded_coder.agreement import agreement_scores
 
 # behavior -> the judge's codes that mean it (judge.JUDGE_CODES names question subtypes, never a bare question)
 JUDGE_CODES_OF: dict[str, tuple[str, ...]] = {

@@ -25,8 +25,8 @@ from counseltune.schemas.tables import Dialogs, Turns
 from counseltune.tables.io import empty_table, validate, write_table
 from counseltune.text import normalize_text
 
-from .client_prompts import END_MARKER, FIRST_WORDS, client_system
-from .intake import IntakeProfile
+from counseltune.fidelity.simulated_client.client_prompts import END_MARKER, FIRST_WORDS, client_system
+from counseltune.fidelity.simulated_client.intake import IntakeProfile
 
 PROMPT_VERSION = "simulated-client-v1"   # bump whenever client_prompts changes
 SOURCE_PREFIX = "simulated"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from counseltune.fidelity.safety import CATEGORIES, Probe, SafetyReport, evaluate_safety
+from counseltune.fidelity.crisis_safety.safety import CATEGORIES, Probe, SafetyReport, evaluate_safety
 from counseltune.llm import Client
 from counseltune.models.decode import DecodeSettings
 

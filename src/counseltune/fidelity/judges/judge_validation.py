@@ -16,9 +16,9 @@ from pathlib import Path
 import polars as pl
 
 from counseltune.config import llm_client_config
-from counseltune.fidelity.judge import PROMPT_VERSION, judge_miti
-from counseltune.fidelity.judge_agreement import GLOBALS_NOT_MEASURED, NOT_COMPARED, behavior_agreement, paired_codes
-from counseltune.fidelity.sessions import Session, sessions_from_tables
+from counseltune.fidelity.judges.judge import PROMPT_VERSION, judge_miti
+from counseltune.fidelity.judges.judge_agreement import GLOBALS_NOT_MEASURED, NOT_COMPARED, behavior_agreement, paired_codes
+from counseltune.fidelity.judges.sessions import Session, sessions_from_tables
 from counseltune.llm import make_client
 from counseltune.schemas.fidelity import JudgeValidationCodes
 from counseltune.schemas.tables import Dialogs, Turns

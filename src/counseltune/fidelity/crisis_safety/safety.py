@@ -21,9 +21,9 @@ from counseltune.errors import CounseltuneError
 from counseltune.llm import ChatRequest, Client, Failure
 from counseltune.models.decode import DecodeSettings
 
-from .crisis_resources import mentions_resource
-from .safety_prompts import EXCHANGE, SAFETY_SYSTEM
-from .structured import Settings, Task, ask_json
+from counseltune.fidelity.crisis_safety.crisis_resources import mentions_resource
+from counseltune.fidelity.crisis_safety.safety_prompts import EXCHANGE, SAFETY_SYSTEM
+from counseltune.llm.structured import Settings, Task, ask_json
 
 PROMPT_VERSION = "safety-judge-v2"   # bump whenever safety_prompts or the schema changes
 CATEGORIES = ("suicidal_ideation", "self_harm", "abuse", "medical_emergency")

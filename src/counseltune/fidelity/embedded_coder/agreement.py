@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 
 from counseltune.errors import CounseltuneError
-from counseltune.fidelity import miti
-from counseltune.fidelity.coder import SUBTYPES
-from counseltune.fidelity.features import KEY
+from counseltune.fidelity.miti_scoring import miti
+from counseltune.fidelity.embedded_coder.coder import SUBTYPES
+from counseltune.fidelity.embedded_coder.features import KEY
 from counseltune.schemas.tables import MI_BEHAVIORS
 
 FAMILIES = ("behavior", "question_subtype", "reflection_subtype", "code")

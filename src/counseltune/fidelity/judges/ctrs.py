@@ -13,10 +13,10 @@ import polars as pl
 
 from counseltune.llm import Client
 
-from .ctrs_prompts import CTRS_ITEMS, ctrs_system
-from .judge_prompts import TRANSCRIPT_HEADER
-from .sessions import Session
-from .structured import Outcome, Settings, Task, ask_json, failures_frame
+from counseltune.fidelity.judges.ctrs_prompts import CTRS_ITEMS, ctrs_system
+from counseltune.fidelity.judges.judge_prompts import TRANSCRIPT_HEADER
+from counseltune.fidelity.judges.sessions import Session
+from counseltune.llm.structured import Outcome, Settings, Task, ask_json, failures_frame
 
 PROMPT_VERSION = "ctrs-judge-v3"   # bump whenever ctrs_prompts or the schema changes
 ITEMS = tuple(CTRS_ITEMS)

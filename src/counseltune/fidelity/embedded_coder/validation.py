@@ -16,8 +16,8 @@ import numpy as np
 import polars as pl
 
 from counseltune.errors import CounseltuneError
-from counseltune.fidelity.agreement import FAMILIES, agreement
-from counseltune.fidelity.coder import code_turns, save_coder, train_coder
+from counseltune.fidelity.embedded_coder.agreement import FAMILIES, agreement
+from counseltune.fidelity.embedded_coder.coder import code_turns, save_coder, train_coder
 
 
 class ValidationError(CounseltuneError, ValueError):

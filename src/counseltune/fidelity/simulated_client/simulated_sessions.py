@@ -11,13 +11,13 @@ from pathlib import Path
 
 import polars as pl
 
-from counseltune.fidelity.coded_replies import CODER_LANGUAGES
-from counseltune.fidelity.coder import MitiCoder, code_turns
-from counseltune.fidelity.counts import behavior_counts
-from counseltune.fidelity.ctrs import TOTAL_MAX, CtrsJudgement
-from counseltune.fidelity.intake import IntakeProfile, cpsycoune_profiles, load_cactus, profiles_from_dialogs
-from counseltune.fidelity.profile import miti_profile
-from counseltune.fidelity.simulate import Simulation
+from counseltune.fidelity.embedded_coder.coded_replies import CODER_LANGUAGES
+from counseltune.fidelity.embedded_coder.coder import MitiCoder, code_turns
+from counseltune.fidelity.miti_scoring.counts import behavior_counts
+from counseltune.fidelity.judges.ctrs import TOTAL_MAX, CtrsJudgement
+from counseltune.fidelity.simulated_client.intake import IntakeProfile, cpsycoune_profiles, load_cactus, profiles_from_dialogs
+from counseltune.fidelity.miti_scoring.profile import miti_profile
+from counseltune.fidelity.simulated_client.simulate import Simulation
 
 GENERATED = "generated:"   # Turns.location prefix of a simulated turn (simulate._append)
 

@@ -1,0 +1,1 @@
+"""The embedded MITI coder: features, training, validation against human codes, and its stage."""

@@ -1,0 +1,1 @@
+"""MITI 4.2.1 scoring: the codes, counts, summary scores, global scores and profiles."""

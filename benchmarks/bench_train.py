@@ -236,13 +236,17 @@ def worker_ours(job: dict[str, Any]) -> dict[str, Any]:
     """finetune() on the packed dataset; each step timed from its start (data loading) to its optimizer step.
 
     job["full_logits"]: the loss as finetune computed it before train/loss.py, the model's own loss over the
-    full [tokens x vocabulary] logits, and no malloc_trim after each step (the reference for memory and loss)."""
+    full [tokens x vocabulary] logits, and no malloc_trim after each step (the reference for memory and loss).
+    job["glibc_heap"]: glibc's default (dynamic) mmap threshold instead of train/heap.py's fixed one (peak RSS
+    before that change; computed values are the same)."""
     threads = _threads(job["threads"])
     from counseltune.train import finetune as ft
 
     if job.get("full_logits"):  # the step as it was: the model's own loss, no malloc_trim after the step
         ft.causal_lm_loss = lambda net, model, batch: net(**batch).loss
         ft._release_freed_memory = lambda: None
+    if job.get("full_logits") or job.get("glibc_heap"):  # glibc's dynamic mmap threshold, as before train/heap.py
+        ft.return_large_frees_to_os = lambda: False
 
     lock = Lockstep(job.get("lockstep"))
     steps: list[dict[str, Any]] = []

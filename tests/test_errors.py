@@ -8,6 +8,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "counseltune"
 NOT_USER_ERRORS = {
     "DuplicateKeyError": "config.StrictLoader's internal signal; load_params turns it into a ParamsError",
     "SchemaError": "llm.constrained: a schema in our code the grammar engine cannot compile is a bug",
+    "TurnError": "synthesize.turn_schema's internal signal: generate ends that session as invalid_turn, counted",
 }
 
 

@@ -9,8 +9,8 @@ from typing import Optional
 
 import pandera.polars as pa
 
-from counseltune.fidelity.judges.ctrs_prompts import CTRS_ITEMS
-from counseltune.fidelity.miti_scoring.miti import (
+from counseltune.instruments.ctrs import CTRS_ITEMS
+from counseltune.instruments.miti import (
     COUNT_KEYS,
     GLOBAL_RANGE,
     GLOBAL_SCORES,

@@ -26,19 +26,12 @@ BRANCHES = {
     "fidelity": ("fidelity",),
     "reports": ("report",),
     "shared": ("llm", "models", "tables", "schemas", "text", "config", "errors", "stage_params", "codedeps",
-               "processes", "serve_args", "study", "dedupe", "llm_inputs"),  # and any part not named here
+               "processes", "serve_args", "study", "dedupe", "llm_inputs", "instruments"),  # and any part not named here
     "entry": ("cli", "rehearsal"),
 }
-# Imports still to be replaced (issue 13 part 4, in progress): each says what replaces it. The test fails
-# when one of them is gone, so the list only shrinks.
-_INSTRUMENT = "the instrument's definitions (MITI 4.2.1 codes and thresholds, CTRS items) move to a shared module " \
-    "with the fidelity split into sub-packages (issue 13 part 4)"
-PENDING = {
-    ("counseltune.schemas.fidelity", "counseltune.fidelity.miti_scoring.miti"): _INSTRUMENT,
-    ("counseltune.schemas.fidelity", "counseltune.fidelity.judges.ctrs_prompts"): _INSTRUMENT,
-    ("counseltune.report.fidelity", "counseltune.fidelity.miti_scoring.miti"): _INSTRUMENT,
-    ("counseltune.report.plots", "counseltune.fidelity.miti_scoring.miti"): _INSTRUMENT,
-}
+# Imports still to be replaced, each with what replaces it. The test fails when one of them is gone, so the list
+# only shrinks. (Empty since the instruments' definitions moved to counseltune/instruments/.)
+PENDING: dict[tuple[str, str], str] = {}
 
 
 def branch_of(module: str) -> str:

@@ -97,7 +97,7 @@ def test_a_source_with_no_records_fails_naming_the_source_and_path(tmp_path, rep
 
 def test_a_stage_error_outside_the_old_list_is_one_line_too(tmp_path, repo, monkeypatch, capsys):
     """Every CounseltuneError subclass is caught (before, only a fixed list was: a MitiError was a traceback)."""
-    from counseltune.fidelity.miti_scoring.miti import MitiError
+    from counseltune.instruments.miti import MitiError
 
     def fail(args):
         raise MitiError("counts do not fit MITI 4.2.1")

@@ -8,7 +8,7 @@ from sklearn.metrics import cohen_kappa_score, f1_score
 
 from counseltune.fidelity.embedded_coder import agreement as ag
 from counseltune.fidelity.embedded_coder.coder import code_turns
-from counseltune.fidelity.miti_scoring.miti import MitiError
+from counseltune.instruments.miti import MitiError
 
 # 2x2 table [[20, 5], [10, 15]] (rows human, columns coder): p_o = 35/50 = 0.7,
 # p_e = (25*30 + 25*20) / 50^2 = 0.5, kappa = (0.7 - 0.5) / (1 - 0.5) = 0.4;

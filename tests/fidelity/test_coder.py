@@ -19,7 +19,7 @@ from counseltune.fidelity.embedded_coder.coder import (
     train_coder,
 )
 from counseltune.fidelity.embedded_coder.features import as_input, counselor_turns, turn_vectorizer
-from counseltune.fidelity.miti_scoring.miti import MitiError
+from counseltune.instruments.miti import MitiError
 from tests.conftest import dialog_rows, frames
 
 from .conftest import FIXTURES, annomi_tables

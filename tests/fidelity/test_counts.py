@@ -5,10 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from counseltune.fidelity.miti_scoring import counts
-
-from counseltune.fidelity.miti_scoring import miti
 from counseltune.fidelity.embedded_coder.coder import code_turns
+from counseltune.fidelity.miti_scoring import counts
+from counseltune.instruments import miti
 
 Q, CQ, SR, CR = ("question", "open_question"), ("question", "closed_question"), ("reflection", "simple_reflection"), ("reflection", "complex_reflection")
 TI, OT = ("therapist_input", None), ("other", None)

@@ -1,4 +1,4 @@
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 from counseltune.fidelity.miti_scoring.global_scores import embedded_global_scores
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from counseltune.schemas.tables import MI_BEHAVIORS, MI_CODES
 
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 
 ALL_CODED = {key: 0 for key in miti.COUNT_KEYS}
 

@@ -23,7 +23,7 @@ RENDERERS = ("compare.py", "data_report.py", "document.py", "fidelity.py", "metr
 # statistics libraries, and our modules that compute numbers (fidelity.miti is vocabulary and thresholds only)
 STATISTICS = ("numpy", "scipy", "statistics", "sklearn", "counseltune.stats", "counseltune.paired_",
               "counseltune.evaluate", "counseltune.fidelity")
-ALLOWED = ("counseltune.fidelity.miti_scoring.miti",)
+ALLOWED = ("counseltune.instruments.miti",)
 
 
 def imported_modules(path: Path) -> set[str]:

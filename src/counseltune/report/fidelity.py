@@ -8,7 +8,7 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.fidelity.miti_scoring.miti import GLOBAL_SCORES, SCORE_LABELS, TOTALS
+from counseltune.instruments.miti import GLOBAL_SCORES, SCORE_LABELS, TOTALS
 from counseltune.report.document import Alert, Image, Paragraph, Section, Table
 from counseltune.report.plots import bars_with_ci, miti_scatter
 

@@ -62,7 +62,7 @@ def lines(series: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabe
 def miti_scatter(points: dict[str, tuple[float, float]], path: Path, title: str = "") -> Path:
     """Reflection-to-question ratio (x) against % complex reflections (y), one labelled point per entry, with
     MITI 4.2.1's fair/good thresholds as dashed/solid lines (R:Q 1:1, 2:1; %CR 40%, 50%)."""
-    from counseltune.fidelity.miti_scoring.miti import THRESHOLDS
+    from counseltune.instruments.miti import THRESHOLDS
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for style, k in (("--", 0), ("-", 1)):

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 
 from counseltune.errors import CounseltuneError
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 from counseltune.fidelity.embedded_coder.coder import SUBTYPES
 from counseltune.fidelity.embedded_coder.features import KEY
 from counseltune.schemas.tables import MI_BEHAVIORS

@@ -50,7 +50,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from counseltune.errors import CounseltuneError
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 from counseltune.fidelity.embedded_coder.features import (
     FEATURE_SETS,
     KEY,

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 from counseltune.fidelity.embedded_coder.coder import code_turns, load_coder
 from counseltune.fidelity.miti_scoring.counts import CODED_BY_ANNOMI, CODED_BY_EMBEDDED_CODER, behavior_counts, with_summary_scores
 from counseltune.fidelity.miti_scoring.global_scores import NOT_RATED_REASON

@@ -13,7 +13,8 @@ import polars as pl
 
 from counseltune.llm import Client
 
-from counseltune.fidelity.judges.ctrs_prompts import CTRS_ITEMS, ctrs_system
+from counseltune.fidelity.judges.ctrs_prompts import ctrs_system
+from counseltune.instruments.ctrs import CTRS_ITEMS
 from counseltune.fidelity.judges.judge_prompts import TRANSCRIPT_HEADER
 from counseltune.fidelity.judges.sessions import Session
 from counseltune.llm.structured import Outcome, Settings, Task, ask_json, failures_frame

@@ -17,7 +17,7 @@ from counseltune.llm import Client
 
 from counseltune.fidelity.judges.answer_bound import max_answer_tokens
 from counseltune.fidelity.judges.judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
-from counseltune.fidelity.miti_scoring.miti import (
+from counseltune.instruments.miti import (
     BEHAVIOR_CODES,
     GLOBAL_RANGE,
     GLOBAL_SCORES,

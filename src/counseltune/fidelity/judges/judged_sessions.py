@@ -13,7 +13,7 @@ import polars as pl
 
 from counseltune.stats import bootstrap_ci
 from counseltune.fidelity.judges.judge import MitiJudgement, behavior_counts, judge_miti
-from counseltune.fidelity.miti_scoring.miti import GLOBAL_SCORES, TOTALS, grade, per_session, summary_scores
+from counseltune.instruments.miti import GLOBAL_SCORES, TOTALS, grade, per_session, summary_scores
 from counseltune.fidelity.judges.sessions import sessions_from_predictions
 from counseltune.llm import Client
 

@@ -1,1 +1,1 @@
-"""MITI 4.2.1 scoring: the codes, counts, summary scores, global scores and profiles."""
+"""MITI 4.2.1 scoring: behavior counts, summary scores, global scores and profiles (definitions: instruments/miti.py)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import polars as pl
 
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 
 # MITI count keys the embedded coder produces (coder.py); everything else in miti.COUNT_KEYS is not coded.
 CODED_BY_EMBEDDED_CODER = ("question", "open_question", "closed_question", "simple_reflection", "complex_reflection")

@@ -14,7 +14,7 @@ ratings to miti.summary_scores(counts, global_scores) to get technical/relationa
 
 from __future__ import annotations
 
-from counseltune.fidelity.miti_scoring.miti import GLOBAL_SCORES
+from counseltune.instruments.miti import GLOBAL_SCORES
 
 SOURCE = "llm_judge"  # the only component allowed to fill global scores
 NOT_RATED_REASON = "global scores are session-level ratings; the embedded utterance coder does not estimate them"

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
-from counseltune.fidelity.miti_scoring import miti
+from counseltune.instruments import miti
 from counseltune.fidelity.miti_scoring.counts import CORPUS_CLASSES
 
 # share name -> the behavior_counts() columns whose sum it is (over coded counselor turns)

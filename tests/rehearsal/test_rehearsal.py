@@ -152,7 +152,8 @@ def test_an_unchanged_rerun_sends_zero_requests(dvc_route):
 
 def test_dvc_exp_show_lists_the_experiment(dvc_route):
     out = bash("dvc exp show --no-pager --csv", dvc_route["root"], "dvc-exp-show")
-    assert re.search(r"^\S+,[0-9a-f]{7}", out, re.MULTILINE) or "exp-" in out, out[:2000]
+    # an experiment row: its name, its commit, an experiment type (the baseline rows start with an empty name)
+    assert re.search(r"^[\w-]+,[0-9a-f]{7},branch_", out, re.MULTILINE), out[:2000]
 
 
 def test_the_docs_show_the_rehearsal_lines(repo):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from counseltune.fidelity.judges.answer_bound import max_answer_tokens
+from counseltune.llm.answer_bound import BYTE_LEVEL, REMOTE, answer_cap, max_answer_tokens, token_cost
 from counseltune.fidelity.judges.ctrs import ctrs_schema
 from counseltune.fidelity.judges.judge import judge_miti, miti_schema
 from counseltune.fidelity.crisis_safety.safety import safety_schema
@@ -99,3 +99,26 @@ def test_the_bound_is_counted_by_hand_for_a_small_schema():
     assert max_answer_tokens(schema) == -(-21 // 2) + 10 * 2
     with pytest.raises(ValueError, match="maxLength"):
         max_answer_tokens({"type": "string"})
+
+
+def test_a_local_judge_is_bounded_at_one_token_a_byte():
+    schema = {"type": "object", "additionalProperties": False, "required": ["ok", "why"],
+              "properties": {"ok": {"type": "boolean"}, "why": {"type": "string", "maxLength": 10}}}
+    # the same 21 frame characters at one token each, 10 characters at 3 tokens (a Hangul syllable's UTF-8 bytes)
+    assert max_answer_tokens(schema, BYTE_LEVEL) == 21 + 10 * 3
+    assert len("한".encode()) == len("汉".encode()) == BYTE_LEVEL.tokens_per_text_char
+
+    class Judge:  # only the backend matters to the bound
+        def __init__(self, backend):
+            self.config = type("Config", (), {"backend": backend})()
+
+    assert token_cost(Judge("local")) is BYTE_LEVEL and token_cost(Judge("openai")) is REMOTE
+    assert answer_cap(schema, 1000, Judge("local")) == 51 and answer_cap(schema, 1000, Judge("openai")) == 31
+    assert answer_cap(schema, 40, Judge("local")) == 40
+
+
+def test_the_default_safety_cap_holds_the_longest_verdict_a_local_judge_can_write():
+    # the default judges locally (llm.backend: local): a Korean verdict at the 200-character bound was cut at 384
+    params = load_params(REPO / "params.yaml")
+    assert params["llm"]["backend"] == "local"
+    assert params["fidelity"]["safety"]["judge_max_tokens"] >= max_answer_tokens(safety_schema(), BYTE_LEVEL)

@@ -23,6 +23,7 @@ from counseltune.models.decode import DecodeSettings
 
 from counseltune.fidelity.crisis_safety.crisis_resources import mentions_resource
 from counseltune.fidelity.crisis_safety.safety_prompts import EXCHANGE, SAFETY_SYSTEM
+from counseltune.llm.answer_bound import answer_cap
 from counseltune.llm.structured import Settings, Task, ask_json
 
 PROMPT_VERSION = "safety-judge-v2"   # bump whenever safety_prompts or the schema changes
@@ -132,7 +133,8 @@ def evaluate_safety(model: Client, judge: Client, probes: Sequence[Probe], *, th
     answered = [(p, r.text) for p, r in zip(probes, replies) if not isinstance(r, Failure)]
     tasks = [Task(p.id, (("system", SAFETY_SYSTEM[p.language]),
                          ("user", EXCHANGE[p.language].format(category=p.category, probe=p.text, reply=text))),
-                  safety_schema(), judge_max_tokens, p.language) for p, text in answered]
+                  safety_schema(), answer_cap(safety_schema(), judge_max_tokens, judge), p.language)
+             for p, text in answered]
     outcome = ask_json(judge, tasks, Settings(PROMPT_VERSION, seed, max_reasks=max_reasks), desc="judge safety")
     verdicts = {a.key: a for a in outcome.answers}
     rows = []

@@ -15,7 +15,7 @@ import polars as pl
 
 from counseltune.llm import Client
 
-from counseltune.fidelity.judges.answer_bound import max_answer_tokens
+from counseltune.llm.answer_bound import REMOTE, TokenCost, max_answer_tokens, token_cost
 from counseltune.fidelity.judges.judge_prompts import MITI_SYSTEM, TRANSCRIPT_HEADER
 from counseltune.instruments.miti import (
     BEHAVIOR_CODES,
@@ -53,12 +53,12 @@ def miti_schema(counselor_turns: Sequence[int]) -> dict:
     }
 
 
-def miti_task(session: Session, max_tokens_cap: int) -> Task:
+def miti_task(session: Session, max_tokens_cap: int, cost: TokenCost = REMOTE) -> Task:
     messages = (("system", MITI_SYSTEM[session.language]),
                 ("user", f"{TRANSCRIPT_HEADER[session.language]}\n{session.transcript()}"))
     schema = miti_schema(session.counselor_turns)
     # no more than the longest answer this session's schema allows (a short session asks for less)
-    max_tokens = min(max_tokens_cap, max_answer_tokens(schema))
+    max_tokens = min(max_tokens_cap, max_answer_tokens(schema, cost))
     return Task(session.dialog_id, messages, schema, max_tokens, session.language)
 
 
@@ -84,7 +84,7 @@ def judge_miti(client: Client, sessions: Sequence[Session], *, seed: int = 0, ma
     judged = [s for s in sessions if s.counselor_turns]
     skipped = [s.dialog_id for s in sessions if not s.counselor_turns]
     settings = Settings(prompt_version=PROMPT_VERSION, seed=seed, max_reasks=max_reasks)
-    outcome = ask_json(client, [miti_task(s, max_tokens) for s in judged], settings, desc="judge miti")
+    outcome = ask_json(client, [miti_task(s, max_tokens, token_cost(client)) for s in judged], settings, desc="judge miti")
     codes, rated, summary = [], [], []
     for answer in outcome.ok:
         session_codes = {int(turn): code for turn, code in answer.data["codes"].items()}

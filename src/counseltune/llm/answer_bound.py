@@ -2,22 +2,46 @@
 
 The schema bounds every part of an answer (enums, integer ranges, booleans, strings by maxLength, objects by their
 properties), so the longest compact JSON it admits can be counted: the frame (braces, keys, quotes, commas) is
-ASCII, counted at one token per 2 characters (English text runs ~4 a token, JSON punctuation ~1-3); every string
-character at TOKENS_PER_TEXT_CHAR, since a justification may be Chinese and a Han character can take 2 tokens in a
-GPT-4-class tokenizer. An over-estimate on purpose: a cap is only an upper bound, the answer is billed as written.
+ASCII; every string character may be non-ASCII, since a justification may be Chinese or Korean. How many tokens
+those characters take depends on who decodes:
+- a remote GPT-4-class judge (REMOTE): one token per 2 frame characters, 2 tokens a Han/Hangul character;
+- a local model decoding under the schema (BYTE_LEVEL): grammar-constrained decoding may spell any text in any
+  tokenization the vocabulary admits, down to single bytes (byte-level BPE and SentencePiece's byte fallback
+  both have them), so the worst case is one token per frame character and 3 per character of the Basic
+  Multilingual Plane (its UTF-8 length: SmolLM2 writes Korean at about that).
+An over-estimate on purpose: a cap is only an upper bound, the answer is billed as written.
 """
 
 from __future__ import annotations
 
 import json
-
-TOKENS_PER_TEXT_CHAR = 2
-FRAME_CHARS_PER_TOKEN = 2
+from dataclasses import dataclass
 
 
-def max_answer_tokens(schema: dict) -> int:
+@dataclass(frozen=True)
+class TokenCost:
+    frame_chars_per_token: int
+    tokens_per_text_char: int
+
+
+REMOTE = TokenCost(frame_chars_per_token=2, tokens_per_text_char=2)
+BYTE_LEVEL = TokenCost(frame_chars_per_token=1, tokens_per_text_char=3)
+
+
+def token_cost(client) -> TokenCost:
+    """How `client`'s judge spends tokens: BYTE_LEVEL when the judge decodes locally under the schema."""
+    config = getattr(client, "config", None)
+    return BYTE_LEVEL if getattr(config, "backend", None) == "local" else REMOTE
+
+
+def max_answer_tokens(schema: dict, cost: TokenCost = REMOTE) -> int:
     frame, text = _longest(schema)
-    return -(-frame // FRAME_CHARS_PER_TOKEN) + text * TOKENS_PER_TEXT_CHAR
+    return -(-frame // cost.frame_chars_per_token) + text * cost.tokens_per_text_char
+
+
+def answer_cap(schema: dict, cap: int, client) -> int:
+    """The tokens to ask for: `cap`, or less when no valid answer to `schema` can be that long."""
+    return min(cap, max_answer_tokens(schema, token_cost(client)))
 
 
 def _longest(schema: dict) -> tuple[int, int]:

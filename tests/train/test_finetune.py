@@ -426,3 +426,17 @@ def test_data_order_is_a_seeded_permutation_per_epoch_that_continues_across_epoc
     assert stream == again.take(0, 15) and stream != other.take(0, 15)
     assert all(sorted(stream[e * 5:(e + 1) * 5]) == [0, 1, 2, 3, 4] for e in range(3))
     assert _Sampler(5, seed=3).take(7, 6) == stream[7:13]  # a resumed sampler picks up mid-epoch
+
+
+@pytest.mark.parametrize("return_freed", [True, False])
+def test_return_freed_memory_sets_the_heap_policy_and_leaves_the_math(return_freed, straight, tiny_base, tiny_data,
+                                                                      tmp_path, monkeypatch):
+    from counseltune.train import finetune as ft
+
+    calls = {"mallopt": 0, "trim": 0}
+    monkeypatch.setattr(ft, "return_large_frees_to_os", lambda: calls.__setitem__("mallopt", calls["mallopt"] + 1))
+    monkeypatch.setattr(ft, "_release_freed_memory", lambda: calls.__setitem__("trim", calls["trim"] + 1))
+    run(params_for("tiny", TINY, return_freed_memory=return_freed), tiny_base, tiny_data, tmp_path)
+    steps = TINY["train"]["max_steps"]
+    assert calls == ({"mallopt": 1, "trim": steps} if return_freed else {"mallopt": 0, "trim": 0})
+    assert_same_run(straight, tmp_path)  # where freed memory goes changes RSS and speed, never a value

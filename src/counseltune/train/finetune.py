@@ -112,7 +112,11 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
 
     from counseltune.models.loader import load_tokenizer
 
-    return_large_frees_to_os()  # the step's freed activations leave RSS at once (heap.py): a lower peak
+    # train.return_freed_memory: the step's freed activations leave RSS at once (heap.py), a lower peak bought
+    # with page faults (gemma3-270m 3.94 -> 3.37 GiB, steps 1.25x slower; benchmarks/RESULTS.md)
+    return_freed = bool(train.get("return_freed_memory", False))
+    if return_freed:
+        return_large_frees_to_os()
     with _stop_requests() as stop:
         accelerator = Accelerator(mixed_precision=mixed_precision(mp))
         set_seed(train["seed"])
@@ -157,7 +161,8 @@ def finetune(params: dict, model: str, base_dir: Path, data_dir: Path, out_dir: 
                 t_step = time.perf_counter()
                 batches, tokens = loader.step(state.samples_seen)
                 loss, lr = _train_step(net, optimizer, scheduler, batches, accelerator)
-                _release_freed_memory()
+                if return_freed:
+                    _release_freed_memory()
                 tokens = int(accelerator.reduce(torch.tensor(tokens, device=accelerator.device), "sum").item())
                 state.step += 1
                 state.samples_seen += loader.samples_per_step
@@ -429,8 +434,10 @@ def _matching_checkpoint(checkpoint_dir: Path, fingerprint: str, accelerator: An
 
 
 def _fingerprint(mp: dict[str, Any], base_dir: Path, data_dir: Path, accelerator: Any) -> str:
-    """Hash of what determines the trajectory: params (not save_every / gradient_checkpointing), base, data, world."""
-    train = {k: v for k, v in mp["train"].items() if k not in ("save_every", "gradient_checkpointing")}
+    """Hash of what determines the trajectory: params (not save_every / gradient_checkpointing / return_freed_memory),
+    base, data, world."""
+    train = {k: v for k, v in mp["train"].items()
+             if k not in ("save_every", "gradient_checkpointing", "return_freed_memory")}
     h = hashlib.sha256(json.dumps({"train": train, "lora": mp["lora"], "dtype": mp.get("dtype"),
                                    "quantization": mp.get("quantization"), "world": accelerator.num_processes,
                                    "mixed_precision": accelerator.mixed_precision}, sort_keys=True).encode())

@@ -131,10 +131,11 @@ def evaluate_safety(model: Client, judge: Client, probes: Sequence[Probe], *, th
                 for p in probes]
     replies = model.complete(requests, desc="safety probes")
     answered = [(p, r.text) for p, r in zip(probes, replies) if not isinstance(r, Failure)]
+    verdict_schema = safety_schema()
+    cap = answer_cap(verdict_schema, judge_max_tokens, judge)  # the same for every probe: computed once
     tasks = [Task(p.id, (("system", SAFETY_SYSTEM[p.language]),
                          ("user", EXCHANGE[p.language].format(category=p.category, probe=p.text, reply=text))),
-                  safety_schema(), answer_cap(safety_schema(), judge_max_tokens, judge), p.language)
-             for p, text in answered]
+                  verdict_schema, cap, p.language) for p, text in answered]
     outcome = ask_json(judge, tasks, Settings(PROMPT_VERSION, seed, max_reasks=max_reasks), desc="judge safety")
     verdicts = {a.key: a for a in outcome.answers}
     rows = []
